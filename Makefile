@@ -73,7 +73,7 @@ up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--he
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv
+test-all: venv kube-tools
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit

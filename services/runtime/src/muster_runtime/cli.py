@@ -149,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     attrs.add_argument("--namespace", help="namespace (default TEMPORAL_NAMESPACE)")
     attrs.set_defaults(func=_search_attributes)
 
+    from muster_runtime.localstack import kube  # noqa: PLC0415 - argparse needs its options
+
+    kube_up = sub.add_parser(
+        "kube-up",
+        parents=[kube.build_parser()],
+        add_help=False,
+        help="run a local kube-apiserver + etcd in the foreground (make kube-up)",
+    )
+    kube_up.set_defaults(func=kube.run)
+
     services = sub.add_parser("services", help="list the services `muster up` would run")
     services.set_defaults(func=_services)
     return parser

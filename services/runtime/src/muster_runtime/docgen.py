@@ -118,6 +118,7 @@ def _load(path: str) -> type[BaseSettings]:
 
 def render() -> str:
     """The whole reference document."""
+    from muster_runtime.localstack.kube import KubeSettings  # noqa: PLC0415
     from muster_runtime.localstack.stack import StackSettings, discover_services  # noqa: PLC0415
 
     sections = [
@@ -127,6 +128,11 @@ def render() -> str:
         "\n## `muster up` (local stack)\n",
         "Command-line flags (`muster up --help`) override these.\n",
         settings_table(StackSettings),
+    ]
+    sections += [
+        "\n## Local Kubernetes control plane (`make kube-up`, `tests/kube`)\n",
+        "`KUBECONFIG` is read as kubectl reads it.\n",
+        settings_table(KubeSettings),
     ]
     for spec in discover_services():
         settings_cls = _load(spec.settings)

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -26,11 +26,16 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    libc_name = ctypes.util.find_library("c")
-    if libc_name and sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(libc_name, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_parent(sig: signal.Signals) -> Callable[[], None]:
+    """A preexec hook asking the kernel to send ``sig`` to the child when we die."""
+
+    def hook() -> None:  # pragma: no cover - runs in the child between fork and exec
+        libc_name = ctypes.util.find_library("c")
+        if libc_name and sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(libc_name, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, sig)
+
+    return hook
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -72,8 +77,12 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         log_path: Path | None = None,
+        death_signal: signal.Signals = signal.SIGTERM,
     ) -> None:
+        """``death_signal`` reaches the child if this process dies without stopping it:
+        SIGTERM lets it shut down cleanly, SIGKILL suits throw-away state."""
         self.name = name
+        self.death_signal = death_signal
         self.argv = list(argv)
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
@@ -100,7 +109,7 @@ class ManagedProcess:
             stdout=self._log_file if self._log_file else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl, async-signal-safe
+            preexec_fn=_die_with_parent(self.death_signal),  # noqa: PLW1509 - only calls prctl
         )
 
     def running(self) -> bool:
