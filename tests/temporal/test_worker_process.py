@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -119,3 +120,24 @@ def test_unreachable_temporal_is_retried_and_reported(tmp_path: Path) -> None:
         worker.stop()
         if server is not None:
             server.stop()
+
+
+def test_a_busy_http_port_is_one_clear_line(temporal_env: dict[str, str], tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        worker = start_service(
+            "muster_runtime.canary",
+            {**temporal_env, "MUSTER_CANARY_HTTP__HOST": "127.0.0.1",
+             "MUSTER_CANARY_HTTP__PORT": str(port)},
+            tmp_path / "canary.log",
+        )  # fmt: skip
+        try:
+            assert wait_for_exit(worker, timeout=30) == 2
+        finally:
+            worker.stop()
+    log = (tmp_path / "canary.log").read_text()
+    assert f"muster-canary: configuration error: MUSTER_CANARY_HTTP__PORT={port}: binding" in log
+    assert "already in use" in log
+    assert "Traceback" not in log

@@ -108,9 +108,10 @@ class ServiceProcess:
             )
         except OSError as exc:
             reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"failed: {exc}"
+            variable = f"{type(self.settings).model_config.get('env_prefix', '')}HTTP__PORT"
             raise StartupError(
-                f"HTTP port {self.settings.http.host}:{self.settings.http.port} {reason}; "
-                f"choose another with the service's HTTP__PORT variable"
+                f"{variable}={self.settings.http.port}: binding "
+                f"{self.settings.http.host}:{self.settings.http.port} {reason}; choose another port"
             ) from None
         self.server.start()
         if self._install_signals:
@@ -164,7 +165,7 @@ class ServiceProcess:
         log.info("%s stopped", self.service)
 
     async def until_stopped(self, aw: Awaitable[Any]) -> Any:
-        """Await ``aw`` unless a stop is requested first; then raise CancelledError-free None."""
+        """Await ``aw``; if a stop is requested first, cancel it and return None."""
         task = asyncio.ensure_future(aw)
         stop = asyncio.ensure_future(self.stop_requested.wait())
         done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)

@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from muster_runtime.client import connect_with_retry
 from muster_runtime.localstack.process import ManagedProcess, port_in_use
 from muster_runtime.localstack.temporal import DevServer, DevServerConfig
-from muster_runtime.search_attributes import ensure_search_attributes
+from muster_runtime.search_attributes import SearchAttributeConflict, ensure_search_attributes
 from muster_runtime.settings import Port, TemporalSettings
 from muster_runtime.spec import ServiceSpec
 
@@ -415,13 +415,24 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
             await asyncio.to_thread(stack.wait_ready, running, stop)
         if not stop.is_set():
             if any(r.spec.name == "canary" for r in stack.services):
-                out(await ping_canary(temporal))
+                try:
+                    out(await asyncio.wait_for(ping_canary(temporal), timeout=60))
+                except Exception as exc:
+                    # The stack stays up so the UI and logs can show what is wrong.
+                    out(f"WARNING: the canary ping failed ({exc!r}); see {stack.state_dir}/logs")
             stack.write_state()
             out(stack.summary())
             await stack.supervise(stop, envs)
         return 0
     except StackError as exc:
         out(f"muster up: {exc}")
+        return 1
+    except SearchAttributeConflict as exc:
+        out(f"muster up: {exc}")
+        return 1
+    except Exception as exc:
+        log.exception("muster up failed")
+        out(f"muster up: failed: {exc!r}; logs are in {stack.state_dir}/logs")
         return 1
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
