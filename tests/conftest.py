@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from opentelemetry import trace
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -19,6 +21,7 @@ from muster_runtime.localstack.process import free_port
 from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.search_attributes import ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
+from muster_runtime.telemetry import build_resource, setup_tracing
 from tests.helpers import unique
 
 _TIERS = ("unit", "temporal", "kube", "chart", "e2e")
@@ -31,6 +34,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for tier in _TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracer_provider() -> ReplaySafeTracerProvider:
+    """Tracing on for the whole session, as in every Muster process (no exporter: tests
+    that look at spans add a processor of their own)."""
+    provider = setup_tracing(build_resource("muster-tests", "0"), env={}, set_global=False)
+    assert provider is not None
+    trace.set_tracer_provider(provider)
+    return provider
 
 
 @pytest.fixture(scope="session")

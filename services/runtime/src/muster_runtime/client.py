@@ -13,8 +13,9 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 
+from opentelemetry import trace
 from temporalio.client import Client, Interceptor, Plugin
-from temporalio.contrib.opentelemetry import OpenTelemetryPlugin
+from temporalio.contrib.opentelemetry import OpenTelemetryPlugin, ReplaySafeTracerProvider
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
@@ -42,8 +43,15 @@ def tls_config(settings: TemporalSettings) -> TLSConfig | bool:
 
 
 def client_plugins(*, tracing: bool = True) -> list[Plugin]:
-    """Plugins every Muster client carries (tracing, unless disabled for a benchmark)."""
-    return [OpenTelemetryPlugin(add_temporal_spans=True)] if tracing else []
+    """Plugins every Muster client carries: tracing, when this process traces.
+
+    Temporal's tracing plugin needs the global tracer provider to be its replay-safe one
+    (see :func:`muster_runtime.telemetry.setup_tracing`); with tracing off
+    (``OTEL_SDK_DISABLED``, or a tool that never set it up) the plugin is left out.
+    """
+    if not tracing or not isinstance(trace.get_tracer_provider(), ReplaySafeTracerProvider):
+        return []
+    return [OpenTelemetryPlugin(add_temporal_spans=True)]
 
 
 async def connect(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 import types
 import typing
@@ -18,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
-from pydantic_settings import BaseSettings
+from pydantic_settings import BaseSettings, NoDecode
 
 from muster_runtime.settings import TemporalSettings
 
@@ -49,7 +50,9 @@ def _type_name(annotation: Any) -> str:
     if origin is Literal:
         return " \\| ".join(f"`{a}`" for a in args)
     if origin is list:
-        return f"list of {_type_name(args[0])} (comma-separated)"
+        return f"JSON list of {_type_name(args[0])}"
+    if origin is dict:
+        return f"JSON object of {_type_name(args[1])}"
     if annotation is SecretStr:
         return "secret"
     if isinstance(annotation, type):
@@ -69,6 +72,8 @@ def _default(info: FieldInfo) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, BaseModel):
         return ""
+    if isinstance(value, (list, dict)):
+        return f"`{json.dumps(value)}`"
     return f"`{value}`"
 
 
@@ -94,9 +99,17 @@ def _rows(
         default_text = _default(info)
         if parent_default is not None:
             value = getattr(parent_default, name)
-            default_text = "" if value is None else f"`{value}`"
+            if value is None:
+                default_text = ""
+            elif isinstance(value, (list, dict)):
+                default_text = f"`{json.dumps(value)}`"
+            else:
+                default_text = f"`{value}`"
         description = (info.description or "").replace("\n", " ").replace("|", "\\|")
-        yield (f"`{prefix}{name.upper()}`", _type_name(annotation), default_text, description)
+        type_text = _type_name(annotation)
+        if any(meta is NoDecode or isinstance(meta, NoDecode) for meta in info.metadata):
+            type_text = "comma-separated list"
+        yield (f"`{prefix}{name.upper()}`", type_text, default_text, description)
 
 
 def settings_table(settings_cls: type[BaseSettings]) -> str:

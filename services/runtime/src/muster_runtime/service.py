@@ -59,6 +59,8 @@ class WorkerDefinition:
     activities: Sequence[Callable[..., Any]] = ()
     on_close: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=list)
     worker_options: Mapping[str, Any] = field(default_factory=dict)
+    # Long-running helpers (a gauge refresher, say), cancelled when the process stops.
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
 
 
 class ServiceProcess:
@@ -298,6 +300,8 @@ async def run_worker(
             )
 
     process.spawn(mark_polling())
+    for job in definition.background:
+        process.spawn(job())
     stop_task = asyncio.create_task(process.stop_requested.wait())
     await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     status = 0

@@ -19,7 +19,9 @@ class ServiceSpec:
     stack can hand it a port (``<prefix>HTTP__PORT``); ``env`` adds variables computed from
     the ports of all services by name (for example the backend URLs a worker calls).
     ``order`` sorts start-up: lower starts first. ``settings`` names the service's
-    settings class (``module:Class``) for the generated configuration reference.
+    settings class (``module:Class``) for the generated configuration reference. A service
+    with ``api=True`` also gets an API port (``<prefix>API__PORT``), known to the other
+    services' ``env`` as ``"<name>.api"``.
     """
 
     name: str
@@ -30,3 +32,4 @@ class ServiceSpec:
     kind: Literal["worker", "http"] = "worker"
     order: int = 100
     env: Callable[[Mapping[str, int]], Mapping[str, str]] | None = None
+    api: bool = False

@@ -96,6 +96,15 @@ def discover_services() -> list[ServiceSpec]:
     return sorted(specs, key=lambda s: (s.order, s.name))
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A service and the ports the stack gives it."""
+
+    spec: ServiceSpec
+    port: int
+    api_port: int | None = None
+
+
 @dataclass
 class RunningService:
     """A service process the stack supervises."""
@@ -103,13 +112,19 @@ class RunningService:
     spec: ServiceSpec
     port: int
     process: ManagedProcess
+    api_port: int | None = None
     restarts: int = 0
     restart_at: float | None = None
 
     @property
     def url(self) -> str:
-        """Base URL of the service's health/metrics (and API, for HTTP services) port."""
+        """Base URL of the service's health and metrics port."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str | None:
+        """Base URL of an HTTP service's API."""
+        return f"http://127.0.0.1:{self.api_port}" if self.api_port else None
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -184,7 +199,7 @@ class LocalStack:
 
     # -- planning ------------------------------------------------------------------------
 
-    def plan(self) -> list[tuple[ServiceSpec, int]]:
+    def plan(self) -> list[Planned]:
         """Which services run on which ports; fails before starting anything."""
         specs = discover_services()
         wanted = self.settings.services
@@ -197,15 +212,24 @@ class LocalStack:
                     f"installed: {', '.join(sorted(known))}"
                 )
             specs = [s for s in specs if s.name in wanted]
-        planned = [(spec, self.settings.base_port + i) for i, spec in enumerate(specs)]
+        planned: list[Planned] = []
+        next_port = self.settings.base_port
+        for spec in specs:
+            api_port = next_port + 1 if spec.api else None
+            planned.append(Planned(spec, next_port, api_port))
+            next_port += 2 if spec.api else 1
         ports = {
             "Temporal frontend (--temporal-port / MUSTER_UP_TEMPORAL_PORT)": (
                 self.settings.temporal_port
             ),
             "Temporal UI (--ui-port / MUSTER_UP_UI_PORT)": self.settings.ui_port,
         }
-        for spec, port in planned:
-            ports[f"service {spec.name} (--base-port / MUSTER_UP_BASE_PORT)"] = port
+        for item in planned:
+            ports[f"service {item.spec.name} (--base-port / MUSTER_UP_BASE_PORT)"] = item.port
+            if item.api_port is not None:
+                ports[f"the API of {item.spec.name} (--base-port / MUSTER_UP_BASE_PORT)"] = (
+                    item.api_port
+                )
         seen: dict[int, str] = {}
         problems: list[str] = []
         for what, port in ports.items():
@@ -233,8 +257,9 @@ class LocalStack:
         self.server = DevServer(config, log_path=self.state_dir / "logs" / "temporal.log")
         self.server.start(timeout=self.settings.ready_timeout)
 
-    def service_env(self, spec: ServiceSpec, port: int, ports: dict[str, int]) -> dict[str, str]:
-        """Environment for one service: Temporal connection, its port, computed extras."""
+    def service_env(self, item: Planned, ports: dict[str, int]) -> dict[str, str]:
+        """Environment for one service: Temporal connection, its ports, computed extras."""
+        spec, port = item.spec, item.port
         env = dict(os.environ)
         env.update(
             {
@@ -246,6 +271,9 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if item.api_port is not None:
+            env[f"{spec.env_prefix}API__HOST"] = "127.0.0.1"
+            env[f"{spec.env_prefix}API__PORT"] = str(item.api_port)
         if spec.env is not None:
             env.update(spec.env(ports))
         return env
@@ -304,7 +332,12 @@ class LocalStack:
                 "pid": self.server.process.pid if self.server else None,
             },
             "services": {
-                r.spec.name: {"pid": r.process.pid, "port": r.port, "url": r.url}
+                r.spec.name: {
+                    "pid": r.process.pid,
+                    "port": r.port,
+                    "url": r.url,
+                    "api_url": r.api_url,
+                }
                 for r in self.services
             },
         }
@@ -333,6 +366,8 @@ class LocalStack:
         for r in self.services:
             endpoints = f"{r.url}  (/metrics /healthz /readyz)"
             lines.append(f"  {r.spec.name:<20} {endpoints:<28} {r.spec.description}")
+            if r.api_url:
+                lines.append(f"  {r.spec.name + ' API':<20} {r.api_url}")
         lines.append("Press Ctrl-C to stop everything.")
         return "\n".join(lines)
 
@@ -401,14 +436,21 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
         added = await ensure_search_attributes(client, settings.namespace)
         if added:
             out(f"registered search attributes: {', '.join(added)}")
-        ports = {spec.name: port for spec, port in planned}
+        ports: dict[str, int] = {}
+        for item in planned:
+            ports[item.spec.name] = item.port
+            if item.api_port is not None:
+                ports[f"{item.spec.name}.api"] = item.api_port
         envs: dict[str, dict[str, str]] = {}
-        for spec, port in planned:
+        for item in planned:
+            spec = item.spec
             if stop.is_set():
                 break
-            out(f"starting {spec.name} on port {port} ...")
-            envs[spec.name] = stack.service_env(spec, port, ports)
-            running = RunningService(spec, port, ManagedProcess(spec.name, []))
+            out(f"starting {spec.name} on port {item.port} ...")
+            envs[spec.name] = stack.service_env(item, ports)
+            running = RunningService(
+                spec, item.port, ManagedProcess(spec.name, []), api_port=item.api_port
+            )
             stack.launch(running, envs[spec.name])
             stack.services.append(running)
             stack.write_state()
