@@ -84,6 +84,13 @@ test-unit: venv ## unit tier only (no servers)
 test-temporal: venv ## tests against the real Temporal dev server / time-skipping server
 	@$(PYTEST) tests/temporal $(PYTEST_ARGS)
 
+CHAOS_ORDERS ?= 2000
+CHAOS_KILLS ?= 6
+.PHONY: chaos
+chaos: venv ## the order chaos run, bigger: make chaos CHAOS_ORDERS=2000 CHAOS_KILLS=6
+	@MUSTER_CHAOS_ORDERS=$(CHAOS_ORDERS) MUSTER_CHAOS_KILLS=$(CHAOS_KILLS) \
+		$(PYTEST) tests/temporal/test_fulfillment_chaos.py -s $(PYTEST_ARGS)
+
 .PHONY: test-e2e
 test-e2e: venv ## the local stack as a user runs it
 	@$(PYTEST) tests/e2e $(PYTEST_ARGS)

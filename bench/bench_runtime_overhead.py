@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from bench.harness import REPO, CountingExporter, Result, compile_sources, drive, print_table
 from bench.workloads import BenchFourSteps, BenchInput, step
 from muster_runtime.client import connect
 from muster_runtime.localstack.process import free_port
@@ -35,52 +33,6 @@ from muster_runtime.metrics import MetricsHub
 from muster_runtime.service import muster_workflow_runner
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
-
-
-class CountingExporter(SpanExporter):
-    """Receives every finished span (as a real exporter would) and only counts them."""
-
-    def __init__(self) -> None:
-        self.spans = 0
-
-    def export(self, spans: Any) -> SpanExportResult:
-        self.spans += len(spans)
-        return SpanExportResult.SUCCESS
-
-
-@dataclass
-class Result:
-    name: str
-    workflows: int
-    seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def throughput(self) -> float:
-        return self.workflows / self.seconds
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def drive(
-    client: Client, task_queue: str, workflows: int, concurrency: int, arg: Callable[[int], Any]
-) -> tuple[float, list[float]]:
-    semaphore = asyncio.Semaphore(concurrency)
-    latencies: list[float] = []
-
-    async def one(i: int) -> None:
-        async with semaphore:
-            started = time.perf_counter()
-            await client.execute_workflow(
-                "BenchFourSteps", arg(i), id=f"bench-{uuid.uuid4()}", task_queue=task_queue
-            )
-            latencies.append((time.perf_counter() - started) * 1000)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(workflows)))
-    return time.perf_counter() - began, latencies
 
 
 async def run_variant(
@@ -97,16 +49,17 @@ async def run_variant(
         **worker_kwargs,
     ):  # fmt: skip
         # Warm up: imports, sandbox, sticky cache.
-        await drive(client, task_queue, 10, concurrency, lambda i: BenchInput(
+        await drive(client, "BenchFourSteps", task_queue, 10, concurrency, lambda i: BenchInput(
             request_id=f"w{i}", amount_minor=i))  # fmt: skip
         seconds, latencies = await drive(
-            client, task_queue, workflows, concurrency,
+            client, "BenchFourSteps", task_queue, workflows, concurrency,
             lambda i: BenchInput(request_id=f"r{i}", amount_minor=i),
         )  # fmt: skip
     return Result(name, workflows, seconds, latencies)
 
 
 async def main(workflows: int, concurrency: int) -> None:
+    compile_sources(REPO / "services", REPO / "bench")
     server = DevServer(DevServerConfig(port=free_port(), ui_port=None))
     server.start()
     try:
@@ -142,12 +95,7 @@ async def main(workflows: int, concurrency: int) -> None:
         server.stop()
 
     print(f"\n{workflows} workflows x 4 activities, concurrency {concurrency}, one dev server\n")
-    print(f"{'variant':<8} {'wf/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for r in (bare, muster):
-        print(
-            f"{r.name:<8} {r.throughput:>8.1f} {r.percentile(0.5):>8.1f} "
-            f"{r.percentile(0.99):>8.1f} {statistics.fmean(r.latencies_ms):>8.1f}"
-        )
+    print_table([bare, muster])
     print(f"\nmuster/bare throughput: {muster.throughput / bare.throughput:.2f}")
     print(f"spans exported by the muster variant: {exporter.spans}")
     print(f"/metrics body after the run: {metrics_bytes} bytes")

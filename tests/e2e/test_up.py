@@ -19,6 +19,7 @@ from tests.helpers import REPO, free_port, http_get, wait_until
 pytestmark = pytest.mark.timeout(300)
 
 MUSTER = Path(sys.executable).parent / "muster"
+MUSTER_ORDERS = Path(sys.executable).parent / "muster-orders"
 TEMPORAL = Path(sys.executable).parent / "temporal"
 
 
@@ -75,7 +76,9 @@ def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{ui_port}" in text
         assert "canary ping answered by canary-" in text
 
-        canary = f"http://127.0.0.1:{base_port}"
+        info = json.loads((state / "muster-up.json").read_text())
+        assert set(info["services"]) >= {"canary", "fulfillment", "backends"}
+        canary = info["services"]["canary"]["url"]
         assert http_get(canary + "/healthz")[0] == 200
         assert http_get(canary + "/readyz")[0] == 200
         metrics = http_get(canary + "/metrics")[1]
@@ -91,6 +94,19 @@ def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
         for name in ("MusterPattern", "MusterStatus", "MusterNeedsAttention", "MusterApprovers"):
             assert name in listing
 
+        # An order placed the way the README says goes through the saga and the backends.
+        placed = subprocess.run(
+            [str(MUSTER_ORDERS), "place", str(REPO / "examples" / "orders" / "basic.json"),
+             "--wait"],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}"},
+        )  # fmt: skip
+        assert placed.returncode == 0, placed.stderr
+        assert json.loads(placed.stdout)["status"] == "fulfilled"
+        backends_api = info["services"]["backends"]["api_url"]
+        charges = json.loads(http_get(backends_api + "/payment/charges?order_id=demo-1001")[1])
+        assert [c["status"] for c in charges] == ["captured"]
+
         second = subprocess.run(
             [str(MUSTER), "up", "--state-dir", str(state)],
             capture_output=True, text=True, timeout=60, check=False,
@@ -99,7 +115,6 @@ def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
         assert "already running" in second.stderr
         assert f"kill -INT {make.pid}" not in second.stderr  # names muster's pid, not make's
 
-        info = json.loads((state / "muster-up.json").read_text())
         pids = [info["temporal"]["pid"], *(s["pid"] for s in info["services"].values())]
         assert all(alive(pid) for pid in pids)
 

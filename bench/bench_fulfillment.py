@@ -1,0 +1,228 @@
+"""What the order saga costs, in one run on one dev server with the same worker settings:
+
+(a) bare     a workflow of four no-op activities, SDK defaults, no Muster machinery;
+(a')         the same workflow with Muster's machinery (to split the cost in two);
+(b) stubbed  ``OrderFulfillment`` with every Muster part on (saga helper, search attributes,
+             pydantic converter, tracing plugin with a real tracer provider, Core metrics
+             buffer, Muster's sandbox runner) and the backends stubbed in-process;
+(c) full     the same with the real reference backends over HTTP (SQLite, idempotency).
+
+Prints throughput and p50/p99 end-to-end latency per variant and the (b)/(a) ratio; the
+target is (b) at 90% of (a) or better.
+
+Run: ``make bench`` or ``python -m bench.bench_fulfillment [--workflows N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from bench.harness import (
+    REPO,
+    CountingExporter,
+    Result,
+    Run,
+    compile_sources,
+    drive,
+    print_table,
+    rotate,
+)
+from bench.workloads import BenchFourSteps, BenchInput, step
+from muster_fulfillment.activities import Backends, FulfillmentActivities
+from muster_fulfillment.models import (
+    WORKFLOW,
+    Address,
+    FulfillmentInput,
+    Order,
+    OrderItem,
+    start_attributes,
+)
+from muster_fulfillment.workflows import OrderFulfillment
+from muster_runtime.client import connect
+from muster_runtime.contracts import Money
+from muster_runtime.localstack.process import free_port
+from muster_runtime.localstack.temporal import DevServer, DevServerConfig
+from muster_runtime.metrics import MetricsHub
+from muster_runtime.search_attributes import ensure_search_attributes
+from muster_runtime.service import muster_workflow_runner
+from muster_runtime.settings import TemporalSettings
+from muster_runtime.telemetry import build_resource, setup_tracing
+from tests.fulfillment_support import start_backends
+
+
+class StubBackends(Backends):
+    """Answers like the reference backends, in-process, without HTTP or storage."""
+
+    def __init__(self) -> None:
+        super().__init__(httpx.AsyncClient(), {})
+
+    async def post(self, backend: str, path: str, key: str, body: dict[str, Any]) -> Any:
+        answers: dict[str, dict[str, Any]] = {
+            "/reservations": {"reservation_id": f"res_{key}"},
+            "/charges": {"charge_id": f"ch_{key}", "amount": body.get("amount")},
+            "/shipments": {"shipment_id": f"shp_{key}", "tracking_number": "MU1"},
+            "/messages": {"message_id": f"msg_{key}"},
+            "/reservations/release": {"released": True},
+            "/refunds": {"refunded": True},
+            "/shipments/cancel": {"cancelled": True},
+        }
+        return answers[path]
+
+
+def bench_order(i: int) -> FulfillmentInput:
+    return FulfillmentInput(
+        order=Order(
+            order_id=f"b-{uuid.uuid4().hex[:12]}",
+            customer_id=f"c{i}",
+            customer_email="bench@example.com",
+            items=[
+                OrderItem(
+                    sku="WIDGET-1", quantity=1, unit_price=Money(amount_minor=500, currency="EUR")
+                )
+            ],
+            shipping_address=Address(
+                name="B", line1="1 Road", city="Berlin", postal_code="10115", country="DE"
+            ),
+            payment_token="tok_visa",
+        )
+    )
+
+
+def activities_of(impl: FulfillmentActivities) -> list[Callable[..., Any]]:
+    return [
+        impl.approval_requirement, impl.reserve_inventory, impl.release_inventory,
+        impl.charge_payment, impl.refund_payment, impl.create_shipment, impl.cancel_shipment,
+        impl.send_notification,
+    ]  # fmt: skip
+
+
+async def run_variant(
+    name: str,
+    client: Client,
+    workflow: str,
+    worker_kwargs: dict[str, Any],
+    argument: Callable[[int], Any],
+    workflows: int,
+    concurrency: int,
+) -> Result:
+    task_queue = f"bench-{uuid.uuid4().hex[:8]}"
+    # Orders start the way the CLI and the gateway start them: with their search attributes.
+    options = (
+        (lambda value: {"search_attributes": start_attributes(value.order)})
+        if workflow == WORKFLOW
+        else None
+    )
+    async with Worker(client, task_queue=task_queue, **worker_kwargs):
+        await drive(client, workflow, task_queue, 10, concurrency, argument, start_options=options)
+        seconds, latencies = await drive(
+            client, workflow, task_queue, workflows, concurrency, argument, start_options=options
+        )
+    return Result(name, workflows, seconds, latencies)
+
+
+async def main(workflows: int, concurrency: int, rounds: int) -> None:
+    per_round = max(1, workflows // rounds)
+    compile_sources(REPO / "services", REPO / "bench")
+    server = DevServer(DevServerConfig(port=free_port(), ui_port=None))
+    server.start()
+    scratch = Path(tempfile.mkdtemp(prefix="muster-bench-"))
+    backends = start_backends(scratch, {"MUSTER_BACKENDS_INITIAL_STOCK": '{"WIDGET-1": 100000000}'})
+    http = httpx.AsyncClient(timeout=10)
+    try:
+        address = server.config.address
+        exporter = CountingExporter()
+        provider = setup_tracing(
+            build_resource("muster-bench", "0"),
+            extra_processors=[BatchSpanProcessor(exporter)],
+            env={},
+            set_global=False,
+        )
+        assert provider is not None
+        trace.set_tracer_provider(provider)
+        hub = MetricsHub()
+        drainer = asyncio.create_task(hub.drain_forever())
+
+        async def bare_client() -> Client:
+            return await Client.connect(address, data_converter=pydantic_data_converter)
+
+        async def muster_client() -> Client:
+            client = await connect(TemporalSettings(address=address), runtime=hub.runtime)
+            await ensure_search_attributes(client, "default")
+            return client
+
+        stub = FulfillmentActivities(StubBackends(), {}, "large-orders")
+        real = FulfillmentActivities(Backends(http, backends.urls()), {}, "large-orders")
+        runner = {"workflow_runner": muster_workflow_runner()}
+        clients = {"bare": await bare_client(), "muster": await muster_client()}
+
+        def variant(
+            name: str, client: str, workflow: str, kwargs: dict[str, Any], arg: Any
+        ) -> tuple[str, Run]:
+            async def run() -> Result:
+                return await run_variant(
+                    name, clients[client], workflow, kwargs, arg, per_round, concurrency
+                )
+
+            return name, run
+
+        bare, machinery, stubbed, full = await rotate(
+            [
+                variant("(a) bare, 4 activities", "bare", "BenchFourSteps",
+                        {"workflows": [BenchFourSteps], "activities": [step]},
+                        lambda i: BenchInput(request_id=f"r{i}", amount_minor=i)),
+                variant("(a') 4 activities, Muster", "muster", "BenchFourSteps",
+                        {"workflows": [BenchFourSteps], "activities": [step], **runner},
+                        lambda i: BenchInput(request_id=f"r{i}", amount_minor=i)),
+                variant("(b) saga, stub backends", "muster", WORKFLOW,
+                        {"workflows": [OrderFulfillment], "activities": activities_of(stub),
+                         **runner}, bench_order),
+                variant("(c) saga, real backends", "muster", WORKFLOW,
+                        {"workflows": [OrderFulfillment], "activities": activities_of(real),
+                         **runner}, bench_order),
+            ],
+            rounds,
+        )  # fmt: skip
+        drainer.cancel()
+        provider.force_flush()
+    finally:
+        await http.aclose()
+        backends.process.stop()
+        server.stop()
+
+    print(
+        f"\n{per_round * rounds} workflows per variant in {rounds} rotated rounds, "
+        f"concurrency {concurrency}, one dev server\n"
+    )
+    print_table([bare, machinery, stubbed, full])
+    print(f"\n(b)/(a) throughput: {stubbed.throughput / bare.throughput:.2f}  (target >= 0.90)")
+    print(f"  of which Muster's machinery (a')/(a): {machinery.throughput / bare.throughput:.2f}")
+    print(
+        f"  and the saga itself (b)/(a'):         {stubbed.throughput / machinery.throughput:.2f}"
+    )
+    print(f"(c)/(b) throughput: {full.throughput / stubbed.throughput:.2f}")
+    print(f"spans exported: {exporter.spans}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--workflows", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.workflows, args.concurrency, args.rounds))
+    from muster_runtime.shutdown import exit_now
+
+    exit_now(0)
