@@ -73,7 +73,7 @@ up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--he
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv kube-tools
+test-all: venv kube-tools browser
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -92,8 +92,22 @@ chaos: venv ## the order chaos run, bigger: make chaos CHAOS_ORDERS=2000 CHAOS_K
 		$(PYTEST) tests/temporal/test_fulfillment_chaos.py -s $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: venv ## the local stack as a user runs it
+test-e2e: venv browser ## the local stack as a user runs it, and the approver page in Chromium
 	@$(PYTEST) tests/e2e $(PYTEST_ARGS)
+
+# The browser test drives Debian's chromium with Playwright (executable_path), so no
+# browser is downloaded at run time. MUSTER_CHROMIUM=/path/to/chrome uses another one.
+.PHONY: browser
+browser: ## install headless Chromium (Debian package) for the browser test, if missing
+	@if [ -n "$${MUSTER_CHROMIUM:-}" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	echo "installing Debian's chromium for the browser test"; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	else echo "make: the browser test needs Chromium: run 'sudo apt-get install chromium'" \
+		"or set MUSTER_CHROMIUM to a Chromium/Chrome binary" >&2; exit 1; fi; \
+	$$SUDO apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+		chromium >/dev/null
 
 # --- code health -----------------------------------------------------------------------
 

@@ -19,7 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 from muster_runtime.client import connect
 from muster_runtime.localstack.process import free_port
 from muster_runtime.localstack.temporal import DevServer, DevServerConfig
-from muster_runtime.search_attributes import ensure_search_attributes
+from muster_runtime.search_attributes import (
+    add_search_attributes,
+    cli_types,
+    ensure_search_attributes,
+)
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
 from tests.helpers import unique
@@ -49,7 +53,7 @@ def tracer_provider() -> ReplaySafeTracerProvider:
 @pytest.fixture(scope="session")
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     """A real ``temporal server start-dev`` for the whole session (no UI, in-memory)."""
-    config = DevServerConfig(port=free_port(), ui_port=None)
+    config = DevServerConfig(port=free_port(), ui_port=None, search_attributes=cli_types())
     logs = tmp_path_factory.mktemp("temporal") / "temporal.log"
     server = DevServer(config, log_path=logs)
     server.start()
@@ -90,6 +94,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(binary),
     )
+    await add_search_attributes(env.client, env.client.namespace)
     yield env
     await env.shutdown()
 

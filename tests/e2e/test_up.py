@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import REPO, free_port, http_get, wait_until
@@ -93,6 +94,54 @@ def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
         ).stdout  # fmt: skip
         for name in ("MusterPattern", "MusterStatus", "MusterNeedsAttention", "MusterApprovers"):
             assert name in listing
+
+        # The gateway serves the approver page, and the README's demo logins work.
+        gateway_api = info["services"]["gateway"]["api_url"]
+        assert f"{gateway_api}/ui/" in text
+        assert "<user>-demo-token" in text
+        status, body = http_get(gateway_api + "/ui/login")
+        assert status == 200
+        assert "Sign in" in body
+        listed = httpx.get(
+            gateway_api + "/v1/approvals",
+            headers={"Authorization": "Bearer alice-demo-token"},
+            timeout=10,
+        )
+        assert listed.status_code == 200, listed.text
+
+        # The README's large order: placed by the shop, it waits for finance; alice approves
+        # it through the API and it is fulfilled; the approvers were mailed.
+        shop = {"Authorization": "Bearer shop-demo-token", "Idempotency-Key": "demo-big-1"}
+        large = (REPO / "examples" / "orders" / "large.json").read_bytes()
+        placed_large = httpx.post(
+            gateway_api + "/v1/orders",
+            content=large,
+            headers={**shop, "content-type": "application/json"},
+            timeout=30,
+        )
+        assert placed_large.status_code == 201, placed_large.text
+        alice = {"Authorization": "Bearer alice-demo-token"}
+
+        def approved() -> bool:
+            response = httpx.post(
+                gateway_api + "/v1/approvals/order-demo-big-1/approve", headers=alice, timeout=30
+            )
+            # 404 until the order has asked for its approval
+            assert response.status_code in (200, 404), response.text
+            return response.status_code == 200
+
+        wait_until(approved, what="the large order's approval", timeout=90)
+
+        def fulfilled() -> bool:
+            order = httpx.get(gateway_api + "/v1/orders/demo-big-1", headers=shop, timeout=30)
+            return bool(order.json()["status"] == "fulfilled")
+
+        wait_until(fulfilled, what="the large order fulfilled", timeout=90)
+        mailbox_api = info["services"]["mailbox"]["api_url"]
+        mails = httpx.get(
+            mailbox_api + "/messages", params={"to": "alice@example.com"}, timeout=10
+        ).json()
+        assert any("demo-big-1" in m["subject"] for m in mails), mails
 
         # An order placed the way the README says goes through the saga and the backends.
         placed = subprocess.run(

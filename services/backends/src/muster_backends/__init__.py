@@ -10,5 +10,5 @@ SERVICE = ServiceSpec(
     settings="muster_backends.settings:BackendsSettings",
     kind="http",
     order=50,
-    api=True,
+    ports=("api",),
 )

@@ -228,3 +228,8 @@ def start_attributes(order: Order) -> TypedSearchAttributes:
             SearchAttributePair(sa.NEEDS_ATTENTION, False),
         ]
     )
+
+
+def approval_request_id(order_id: str) -> str:
+    """The approval request a large order waits on (its approvers may view the order)."""
+    return f"order-{order_id}"

@@ -41,10 +41,16 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         ResolveInput,
         StepRecord,
+        approval_request_id,
     )
     from muster_fulfillment.saga import CompensationOutcome, Saga, run_shielded
     from muster_runtime import search_attributes as sa
-    from muster_runtime.contracts import APPROVAL_WORKFLOW, ApprovalRequest, ApprovalResult
+    from muster_runtime.contracts import (
+        APPROVAL_WORKFLOW,
+        ApprovalRequest,
+        ApprovalResult,
+        approval_workflow_id,
+    )
 
 ENDED = {OrderStatus.FULFILLED, OrderStatus.COMPENSATED, OrderStatus.RESOLVED}
 
@@ -238,7 +244,7 @@ class OrderFulfillment:
         result: ApprovalResult = await workflow.execute_child_workflow(
             APPROVAL_WORKFLOW,
             ApprovalRequest(
-                request_id=f"order-{order.order_id}",
+                request_id=approval_request_id(order.order_id),
                 kind="order",
                 requester=order.customer_id,
                 title=f"Order {order.order_id} for {order.total}",
@@ -247,7 +253,7 @@ class OrderFulfillment:
                 subject=order.order_id,
                 context={"items": str(len(order.items)), "country": order.shipping_address.country},
             ),
-            id=f"approval-order-{order.order_id}",
+            id=approval_workflow_id(approval_request_id(order.order_id)),
             task_queue=self.options.approval_task_queue,
             result_type=ApprovalResult,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,

@@ -8,6 +8,7 @@ sends to the approval pattern as a child workflow and gets back.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -66,6 +67,11 @@ APPROVAL_TASK_QUEUE = "muster-approval"
 """Task queue the approval worker polls."""
 
 
+def approval_workflow_id(request_id: str) -> str:
+    """The workflow id of an approval request: one workflow per request id."""
+    return f"approval-{request_id}"
+
+
 class ApprovalRequest(BaseModel):
     """What a caller (a person through the gateway, or another workflow) asks to approve."""
 
@@ -84,8 +90,19 @@ class ApprovalRequest(BaseModel):
     context: dict[str, str] = Field(default_factory=dict, description="shown to approvers")
 
 
+class AuditEntry(BaseModel):
+    """One line of an audit trail: when, who (a user, or ``muster``), what."""
+
+    model_config = ConfigDict(frozen=True)
+
+    at: datetime
+    actor: str
+    event: str
+    detail: str = ""
+
+
 class ApprovalResult(BaseModel):
-    """How an approval request ended."""
+    """How an approval request ended, with its audit trail."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -94,3 +111,6 @@ class ApprovalResult(BaseModel):
     status: str = Field(description="approved, rejected, or how a timeout ended")
     decided_by: list[str] = Field(default_factory=list)
     reason: str | None = None
+    policy: str | None = None
+    policy_sha256: str | None = None
+    audit: list[AuditEntry] = Field(default_factory=list)

@@ -59,6 +59,20 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
 )
 
 
+def cli_types(keys: Sequence[SearchAttributeKey[Any]] = ALL) -> dict[str, str]:
+    """Name -> type as ``temporal server start-dev --search-attribute`` spells it."""
+    names = {
+        IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
+        IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: "KeywordList",
+        IndexedValueType.INDEXED_VALUE_TYPE_INT: "Int",
+        IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
+        IndexedValueType.INDEXED_VALUE_TYPE_DOUBLE: "Double",
+        IndexedValueType.INDEXED_VALUE_TYPE_TEXT: "Text",
+        IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
+    }
+    return {key.name: names[_wire_type(key)] for key in keys}
+
+
 class SearchAttributeConflict(RuntimeError):
     """A search attribute exists in the namespace with a different type."""
 
@@ -73,6 +87,18 @@ async def registered(client: Client, namespace: str) -> dict[str, int]:
         ListSearchAttributesRequest(namespace=namespace)
     )
     return {name: int(kind) for name, kind in response.custom_attributes.items()}
+
+
+async def add_search_attributes(
+    client: Client, namespace: str, keys: Sequence[SearchAttributeKey[Any]] = ALL
+) -> None:
+    """Register ``keys`` without looking first (for servers that cannot list them, like
+    Temporal's time-skipping test server); prefer :func:`ensure_search_attributes`."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            search_attributes={key.name: _wire_type(key) for key in keys}, namespace=namespace
+        )
+    )
 
 
 async def ensure_search_attributes(

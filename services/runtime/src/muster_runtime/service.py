@@ -279,6 +279,7 @@ async def run_worker(
         "identity": identity,
         "max_concurrent_activities": settings.worker.max_concurrent_activities,
         "max_concurrent_workflow_tasks": settings.worker.max_concurrent_workflow_tasks,
+        "max_cached_workflows": settings.worker.max_cached_workflows,
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker.graceful_shutdown_seconds),
         **definition.worker_options,
     }

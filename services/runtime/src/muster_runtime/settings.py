@@ -214,6 +214,9 @@ class WorkerSettings(BaseModel):
     """Activities run at once by this process."""
     max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     """Workflow tasks run at once by this process."""
+    max_cached_workflows: int = Field(default=1000, ge=0)
+    """Workflows kept in memory between tasks; beyond this, waiting ones are evicted and
+    replayed from history when they wake. Bounds worker memory however many wait."""
     graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
     """After SIGTERM, in-flight activities get this long to finish before being cancelled."""
     identity: str | None = None

@@ -19,9 +19,11 @@ class ServiceSpec:
     stack can hand it a port (``<prefix>HTTP__PORT``); ``env`` adds variables computed from
     the ports of all services by name (for example the backend URLs a worker calls).
     ``order`` sorts start-up: lower starts first. ``settings`` names the service's
-    settings class (``module:Class``) for the generated configuration reference. A service
-    with ``api=True`` also gets an API port (``<prefix>API__PORT``), known to the other
-    services' ``env`` as ``"<name>.api"``.
+    settings class (``module:Class``) for the generated configuration reference. Besides
+    its management port, a service gets one port per name in ``ports`` (``("api",)`` for
+    an HTTP service), handed over as ``<prefix><NAME>__PORT`` and known to the other
+    services' ``env`` as ``"<service>.<name>"``. ``links`` are printed by ``muster up``
+    as ``(label, port name, path)``; ``hint`` is one line of advice printed after them.
     """
 
     name: str
@@ -32,4 +34,6 @@ class ServiceSpec:
     kind: Literal["worker", "http"] = "worker"
     order: int = 100
     env: Callable[[Mapping[str, int]], Mapping[str, str]] | None = None
-    api: bool = False
+    ports: tuple[str, ...] = ()
+    links: tuple[tuple[str, str, str], ...] = ()
+    hint: str = ""

@@ -111,6 +111,10 @@ class ManagedProcess:
             start_new_session=True,
             preexec_fn=_die_with_parent(self.death_signal),  # noqa: PLW1509 - only calls prctl
         )
+        if self._log_file is not None:
+            # The child has its own descriptor for the log; ours is no longer needed.
+            self._log_file.close()
+            self._log_file = None
 
     def running(self) -> bool:
         """True while the child has not exited."""

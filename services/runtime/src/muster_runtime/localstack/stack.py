@@ -98,11 +98,11 @@ def discover_services() -> list[ServiceSpec]:
 
 @dataclass(frozen=True)
 class Planned:
-    """A service and the ports the stack gives it."""
+    """A service and the ports the stack gives it (management, and named extra ones)."""
 
     spec: ServiceSpec
     port: int
-    api_port: int | None = None
+    extra: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,7 +112,7 @@ class RunningService:
     spec: ServiceSpec
     port: int
     process: ManagedProcess
-    api_port: int | None = None
+    extra: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
     restart_at: float | None = None
 
@@ -124,7 +124,8 @@ class RunningService:
     @property
     def api_url(self) -> str | None:
         """Base URL of an HTTP service's API."""
-        return f"http://127.0.0.1:{self.api_port}" if self.api_port else None
+        port = self.extra.get("api")
+        return f"http://127.0.0.1:{port}" if port else None
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:
@@ -215,9 +216,9 @@ class LocalStack:
         planned: list[Planned] = []
         next_port = self.settings.base_port
         for spec in specs:
-            api_port = next_port + 1 if spec.api else None
-            planned.append(Planned(spec, next_port, api_port))
-            next_port += 2 if spec.api else 1
+            extra = {name: next_port + 1 + i for i, name in enumerate(spec.ports)}
+            planned.append(Planned(spec, next_port, extra))
+            next_port += 1 + len(spec.ports)
         ports = {
             "Temporal frontend (--temporal-port / MUSTER_UP_TEMPORAL_PORT)": (
                 self.settings.temporal_port
@@ -226,10 +227,10 @@ class LocalStack:
         }
         for item in planned:
             ports[f"service {item.spec.name} (--base-port / MUSTER_UP_BASE_PORT)"] = item.port
-            if item.api_port is not None:
-                ports[f"the API of {item.spec.name} (--base-port / MUSTER_UP_BASE_PORT)"] = (
-                    item.api_port
-                )
+            for name, port in item.extra.items():
+                ports[
+                    f"the {name} port of {item.spec.name} (--base-port / MUSTER_UP_BASE_PORT)"
+                ] = port
         seen: dict[int, str] = {}
         problems: list[str] = []
         for what, port in ports.items():
@@ -271,9 +272,9 @@ class LocalStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if item.api_port is not None:
-            env[f"{spec.env_prefix}API__HOST"] = "127.0.0.1"
-            env[f"{spec.env_prefix}API__PORT"] = str(item.api_port)
+        for name, extra_port in item.extra.items():
+            env[f"{spec.env_prefix}{name.upper()}__HOST"] = "127.0.0.1"
+            env[f"{spec.env_prefix}{name.upper()}__PORT"] = str(extra_port)
         if spec.env is not None:
             env.update(spec.env(ports))
         return env
@@ -337,6 +338,7 @@ class LocalStack:
                     "port": r.port,
                     "url": r.url,
                     "api_url": r.api_url,
+                    "ports": r.extra,
                 }
                 for r in self.services
             },
@@ -366,8 +368,14 @@ class LocalStack:
         for r in self.services:
             endpoints = f"{r.url}  (/metrics /healthz /readyz)"
             lines.append(f"  {r.spec.name:<20} {endpoints:<28} {r.spec.description}")
-            if r.api_url:
-                lines.append(f"  {r.spec.name + ' API':<20} {r.api_url}")
+            for name, port in r.extra.items():
+                where = f"http://127.0.0.1:{port}" if name == "api" else f"127.0.0.1:{port}"
+                lines.append(f"  {r.spec.name + ' ' + name:<20} {where}")
+            for label, name, path in r.spec.links:
+                if name in r.extra:
+                    lines.append(f"  {label:<20} http://127.0.0.1:{r.extra[name]}{path}")
+            if r.spec.hint:
+                lines.append(f"  {'':<20} {r.spec.hint}")
         lines.append("Press Ctrl-C to stop everything.")
         return "\n".join(lines)
 
@@ -439,8 +447,8 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
         ports: dict[str, int] = {}
         for item in planned:
             ports[item.spec.name] = item.port
-            if item.api_port is not None:
-                ports[f"{item.spec.name}.api"] = item.api_port
+            for name, port in item.extra.items():
+                ports[f"{item.spec.name}.{name}"] = port
         envs: dict[str, dict[str, str]] = {}
         for item in planned:
             spec = item.spec
@@ -449,7 +457,7 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
             out(f"starting {spec.name} on port {item.port} ...")
             envs[spec.name] = stack.service_env(item, ports)
             running = RunningService(
-                spec, item.port, ManagedProcess(spec.name, []), api_port=item.api_port
+                spec, item.port, ManagedProcess(spec.name, []), extra=dict(item.extra)
             )
             stack.launch(running, envs[spec.name])
             stack.services.append(running)

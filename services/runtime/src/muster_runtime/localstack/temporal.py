@@ -55,6 +55,9 @@ class DevServerConfig:
     http_port: int | None = None
     db_file: Path | None = None  # None: in memory, gone when the process ends
     namespaces: list[str] = field(default_factory=list)
+    # Registered at start (name -> Keyword, Int, Bool, KeywordList, ...), for throw-away
+    # servers; a persistent one gets them through ensure_search_attributes instead.
+    search_attributes: dict[str, str] = field(default_factory=dict)
     log_level: str = "warn"
     dynamic_config: dict[str, str] = field(
         default_factory=lambda: {
@@ -107,6 +110,8 @@ class DevServer:
             argv += ["--db-filename", str(c.db_file)]
         for namespace in c.namespaces:
             argv += ["--namespace", namespace]
+        for name, kind in c.search_attributes.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
         for key, value in c.dynamic_config.items():
             argv += ["--dynamic-config-value", f"{key}={value}"]
         return argv

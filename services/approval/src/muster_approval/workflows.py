@@ -1,0 +1,453 @@
+"""The ``Approval`` workflow: a request waits for people, minutes or weeks, and never forever.
+
+Deterministic code only. The policy is loaded once and pinned (its hash is in the state
+and the result). Decisions arrive as the ``decide`` update, whose validator refuses what
+must not count (an unauthorised approver, self-approval, a second different decision, a
+reject without a reason, a request already decided) without writing history; the
+``submit_decision`` signal is accepted too, and an invalid one is recorded as ignored.
+Deadlines escalate along the policy's chain and end with ``onTimeout``; reminders follow
+the policy's cron cadence; notifications run beside the main flow and are awaited before
+the workflow completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+
+with workflow.unsafe.imports_passed_through():
+    from muster_approval.activities import ApprovalActivities
+    from muster_approval.models import (
+        DECIDE_SIGNAL,
+        WORKFLOW,
+        ApprovalRequest,
+        ApprovalResult,
+        ApprovalState,
+        ApprovalStatus,
+        AuditEntry,
+        Decision,
+        DecisionRecord,
+        LoadPolicyInput,
+        NotifyInput,
+        ReminderInput,
+    )
+    from muster_runtime import search_attributes as sa
+    from muster_runtime.policies import ApproverSet, PolicySnapshot
+
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+LOOKUP_TIMEOUT = timedelta(seconds=10)
+LOOKUP_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Notifications are worth retrying for a while, but never block the decision itself.
+NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=30)
+
+
+@workflow.defn(name=WORKFLOW)
+class Approval:
+    """One approval request."""
+
+    @workflow.init
+    def __init__(self, request: ApprovalRequest) -> None:
+        self.request = request
+        self.policy: PolicySnapshot | None = None
+        self.status = ApprovalStatus.PENDING
+        self.level = 0
+        self.required = 1
+        self.approvers: list[str] = []
+        self.decisions: list[DecisionRecord] = []
+        self.audit: list[AuditEntry] = []
+        self.deadline: datetime | None = None
+        self.next_reminder: datetime | None = None
+        self.reason: str | None = None
+        self._notifications: list[asyncio.Task[None]] = []
+        self._reminders_sent = 0
+
+    # -- queries, updates, signals ---------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> ApprovalState:
+        """Everything about the request: status, decisions, deadline, level, audit."""
+        return ApprovalState(
+            request=self.request,
+            policy=self.policy.name if self.policy else self.request.policy,
+            policy_sha256=self.policy.sha256 if self.policy else "",
+            status=self.status,
+            level=self.level,
+            required_approvals=self.required,
+            approvers=list(self.approvers),
+            approvals=self._approvals(),
+            decisions=list(self.decisions),
+            deadline=self.deadline,
+            next_reminder=self.next_reminder,
+            audit=list(self.audit),
+        )
+
+    # The update's name is the method's name, ``DECIDE_UPDATE`` (naming it explicitly would
+    # lose the result type for typed callers: temporalio types named updates as sync).
+    @workflow.update
+    async def decide(self, decision: Decision) -> ApprovalState:
+        """Record a decision (the validator has already refused what must not count)."""
+        if not self._ready():
+            # Arrived while the policy was still being loaded: check now that we can.
+            await workflow.wait_condition(self._ready)
+            self._check(decision)
+        self._apply(decision)
+        return self.state()
+
+    @decide.validator
+    def _validate_decide(self, decision: Decision) -> None:
+        if self._ready():
+            self._check(decision)
+
+    @workflow.signal(name=DECIDE_SIGNAL)
+    async def submit_decision(self, decision: Decision) -> None:
+        """The same decision as a signal: cannot be refused, so an invalid one is ignored."""
+        await workflow.wait_condition(self._ready)
+        try:
+            self._check(decision)
+        except ApplicationError as refused:
+            self._log(decision.approver, "decision ignored", refused.message)
+            return
+        self._apply(decision)
+
+    # -- the flow ----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, request: ApprovalRequest) -> ApprovalResult:
+        self._log(request.requester, "requested", request.title)
+        try:
+            await self._wait_for_people()
+        except (asyncio.CancelledError, ActivityError) as error:
+            if not is_cancelled_exception(error):
+                raise
+            self.status = ApprovalStatus.CANCELLED
+            self._log("muster", "cancelled", "the request was withdrawn")
+            self._upsert()
+            raise
+        self._announce_outcome()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._finish_notifications()
+        return ApprovalResult(
+            request_id=request.request_id,
+            approved=self.status.approved,
+            status=self.status.value,
+            decided_by=self._approvals()
+            if self.status.approved
+            else [d.approver for d in self.decisions if d.verdict == "reject"],
+            reason=self.reason,
+            policy=self.policy.name if self.policy else request.policy,
+            policy_sha256=self.policy.sha256 if self.policy else None,
+            audit=list(self.audit),
+        )
+
+    async def _wait_for_people(self) -> None:
+        request = self.request
+        # Policy and directory are files in the worker's pod (mounted ConfigMaps): local
+        # activities read them within the first workflow task, with no round trips through
+        # the server, so a new request costs one workflow task until it waits.
+        policy: PolicySnapshot = await workflow.execute_local_activity_method(
+            ApprovalActivities.load_policy,
+            LoadPolicyInput(name=request.policy),
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+            retry_policy=LOOKUP_RETRY,
+        )
+        self.policy = policy
+        self._log("muster", "policy pinned", f"{policy.name} sha256:{policy.sha256[:12]}")
+        mismatch = policy.applies(request.kind, request.amount)
+        if mismatch is not None:
+            self.status = ApprovalStatus.REJECTED
+            self.reason = mismatch
+            self._log("muster", "rejected", mismatch)
+            self._upsert()
+            return
+        self.required = policy.spec.required_approvals
+        await self._enter_level(0, policy.spec.approvers, policy.spec.timeout, "approvers asked")
+        while self.status == ApprovalStatus.PENDING:
+            assert self.deadline is not None
+            wake_at = self.deadline
+            if policy.spec.reminders is not None:
+                self.next_reminder = await workflow.execute_local_activity_method(
+                    ApprovalActivities.next_reminder,
+                    ReminderInput(reminders=policy.spec.reminders, after=workflow.now()),
+                    start_to_close_timeout=LOOKUP_TIMEOUT,
+                )
+                wake_at = min(wake_at, self.next_reminder)
+            try:
+                await workflow.wait_condition(
+                    lambda: self.status != ApprovalStatus.PENDING,
+                    timeout=max(wake_at - workflow.now(), timedelta(seconds=1)),
+                )
+            except TimeoutError:
+                if workflow.now() >= self.deadline:
+                    await self._deadline_passed()
+                else:
+                    self._remind()
+
+    async def _enter_level(
+        self, level: int, who: ApproverSet, timeout: timedelta, event: str
+    ) -> None:
+        # The level's clock starts now, not when the directory lookup below returns.
+        started = workflow.now()
+        members: list[str] = await workflow.execute_local_activity_method(
+            ApprovalActivities.resolve_approvers,
+            who,
+            start_to_close_timeout=LOOKUP_TIMEOUT,
+            retry_policy=LOOKUP_RETRY,
+        )
+        # Earlier approvers keep their say; escalation adds people, it does not remove them.
+        self.approvers = sorted(set(self.approvers) | set(members))
+        self.level = level
+        self.deadline = started + timeout
+        self._log("muster", event, f"level {level}: {', '.join(members) or 'nobody'}", at=started)
+        self._upsert()
+        waiting = [p for p in members if p not in self._decided_by()]
+        if not self._may_decide_own():
+            waiting = [p for p in waiting if p != self.request.requester]
+        verb = "asks for" if level == 0 else "escalated to you:"
+        self._notify(
+            "requested" if level == 0 else "escalated",
+            waiting,
+            f"Approval needed: {self.request.title}",
+            [
+                f"{self.request.requester} {verb} approval: {self.request.title}",
+                *self._summary(),
+                f"Decide before {self.deadline.isoformat(timespec='minutes')}.",
+            ],
+            f"level-{level}",
+        )
+
+    async def _deadline_passed(self) -> None:
+        assert self.policy is not None
+        escalations = self.policy.spec.escalations
+        if self.level < len(escalations):
+            step = escalations[self.level]
+            if step.required_approvals is not None:
+                self.required = step.required_approvals
+            await self._enter_level(self.level + 1, step.to, step.timeout, "escalated")
+            self._evaluate()
+            return
+        if self.policy.spec.on_timeout == "Approve":
+            self.status = ApprovalStatus.APPROVED_ON_TIMEOUT
+        else:
+            self.status = ApprovalStatus.REJECTED_ON_TIMEOUT
+        self.reason = f"nobody decided in time; the policy says {self.policy.spec.on_timeout}"
+        self._log("muster", "timed out", self.reason)
+        self._upsert()
+
+    def _remind(self) -> None:
+        self._reminders_sent += 1
+        waiting = self._waiting_for()
+        self._log("muster", "reminder", ", ".join(waiting) or "nobody to remind")
+        if waiting and self.deadline is not None:
+            self._notify(
+                "reminder",
+                waiting,
+                f"Reminder: approval needed: {self.request.title}",
+                [
+                    f"{self.request.requester} is still waiting: {self.request.title}",
+                    *self._summary(),
+                    f"Decide before {self.deadline.isoformat(timespec='minutes')}.",
+                ],
+                f"reminder-{self._reminders_sent}",
+            )
+
+    def _announce_outcome(self) -> None:
+        if self.policy is None:
+            return
+        email = self.policy.spec.notifications.email
+        recipients = []
+        if email is not None and email.notify_requester:
+            recipients.append(self.request.requester)
+        outcome = self.status.value.replace("_", " ")
+        self._notify(
+            "expired" if "timeout" in self.status.value else "decided",
+            recipients,
+            f"{outcome.capitalize()}: {self.request.title}",
+            [
+                f"Your request '{self.request.title}' is {outcome}.",
+                *(f"Reason: {self.reason}" for _ in [0] if self.reason),
+                *(f"{d.approver} {d.verdict}d" + (f": {d.reason}" if d.reason else "")
+                  for d in self.decisions),
+            ],
+            "outcome",
+        )  # fmt: skip
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        """Whether the policy is pinned (or the request already ended without one)."""
+        return self.deadline is not None or self.status != ApprovalStatus.PENDING
+
+    def _check(self, decision: Decision) -> None:
+        """Refuse a decision that must not count; an identical repeat is fine."""
+        request_id = self.request.request_id
+        if self.status != ApprovalStatus.PENDING:
+            raise ApplicationError(
+                f"request {request_id} is already {self.status.value}", type="AlreadyDecided"
+            )
+        if self.policy is None or self.deadline is None:
+            raise ApplicationError(
+                f"request {request_id} is still starting; try again in a moment", type="NotReady"
+            )
+        if decision.approver not in self.approvers:
+            raise ApplicationError(
+                f"{decision.approver} may not decide request {request_id}: not an approver "
+                f"under policy {self.policy.name} at level {self.level}",
+                type="NotAnApprover",
+            )
+        if decision.approver == self.request.requester and not self._may_decide_own():
+            raise ApplicationError(
+                f"{decision.approver} requested {request_id} and policy {self.policy.name} "
+                "does not allow approving one's own request",
+                type="SelfApproval",
+            )
+        if decision.verdict == "reject" and not (decision.reason or "").strip():
+            raise ApplicationError("a rejection needs a reason", type="ReasonRequired")
+        earlier = self._decision_of(decision.approver)
+        if earlier is not None and earlier.verdict != decision.verdict:
+            raise ApplicationError(
+                f"{decision.approver} already {earlier.verdict}d request {request_id}; "
+                "a decision cannot be changed",
+                type="DecisionChanged",
+            )
+
+    def _apply(self, decision: Decision) -> None:
+        if self._decision_of(decision.approver) is not None:
+            return  # the same decision again: nothing new to record
+        self.decisions.append(
+            DecisionRecord(
+                approver=decision.approver,
+                verdict=decision.verdict,
+                reason=decision.reason,
+                at=workflow.now(),
+                level=self.level,
+                via=decision.via,
+            )
+        )
+        self._log(
+            decision.approver,
+            f"{decision.verdict}d",
+            (decision.reason or "") + (f" (via {decision.via})" if decision.via != "api" else ""),
+        )
+        self._evaluate()
+        self._upsert()
+
+    def _evaluate(self) -> None:
+        assert self.policy is not None
+        if self.status != ApprovalStatus.PENDING:
+            return
+        rejections = [d for d in self.decisions if d.verdict == "reject"]
+        if rejections:
+            if self.policy.spec.veto == "AnyReject":
+                self.status = ApprovalStatus.REJECTED
+                self.reason = rejections[0].reason
+            else:
+                eligible = [p for p in self.approvers if p != self.request.requester
+                            or self._may_decide_own()]  # fmt: skip
+                still_possible = len(eligible) - len({d.approver for d in rejections})
+                if still_possible < self.required:
+                    self.status = ApprovalStatus.REJECTED
+                    self.reason = "; ".join(d.reason or "" for d in rejections)
+        if self.status == ApprovalStatus.PENDING and len(self._approvals()) >= self.required:
+            self.status = ApprovalStatus.APPROVED
+        if self.status != ApprovalStatus.PENDING:
+            self._log("muster", self.status.value, self.reason or "")
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _may_decide_own(self) -> bool:
+        return self.policy is not None and self.policy.spec.allow_self_approval
+
+    def _decision_of(self, approver: str) -> DecisionRecord | None:
+        return next((d for d in self.decisions if d.approver == approver), None)
+
+    def _decided_by(self) -> set[str]:
+        return {d.approver for d in self.decisions}
+
+    def _approvals(self) -> list[str]:
+        return [d.approver for d in self.decisions if d.verdict == "approve"]
+
+    def _waiting_for(self) -> list[str]:
+        decided = self._decided_by()
+        return [
+            p for p in self.approvers
+            if p not in decided and (p != self.request.requester or self._may_decide_own())
+        ]  # fmt: skip
+
+    def _summary(self) -> list[str]:
+        request = self.request
+        lines = [f"Kind: {request.kind}", f"Request: {request.request_id}"]
+        if request.amount is not None:
+            lines.append(f"Amount: {request.amount}")
+        if request.description:
+            lines.append(request.description)
+        lines += [f"{key}: {value}" for key, value in sorted(request.context.items())]
+        return lines
+
+    def _log(self, actor: str, event: str, detail: str = "", at: datetime | None = None) -> None:
+        self.audit.append(
+            AuditEntry(at=at or workflow.now(), actor=actor, event=event, detail=detail)
+        )
+
+    def _notify(
+        self, event: Any, recipients: list[str], subject: str, lines: list[str], suffix: str
+    ) -> None:
+        if self.policy is None:
+            return
+        message = NotifyInput(
+            request=self.request,
+            policy=self.policy,
+            event=event,
+            recipients=recipients,
+            idempotency_key=f"{self.request.request_id}:{suffix}",
+            subject=subject,
+            lines=lines,
+            deadline=self.deadline,
+        )
+
+        async def send() -> None:
+            try:
+                result = await workflow.execute_activity_method(
+                    ApprovalActivities.notify,
+                    message,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    retry_policy=NOTIFY_RETRY,
+                )
+            except Exception as exc:
+                self._log("muster", "notification failed", f"{event}: {exc}")
+                return
+            sent = ", ".join(result.emailed) or "no e-mail"
+            hook = " and webhook" if result.webhook else ""
+            self._log("muster", "notified", f"{event}: {sent}{hook}")
+
+        self._notifications.append(asyncio.create_task(send()))
+
+    async def _finish_notifications(self) -> None:
+        # Notifications may still be retrying; the request is done only when they are.
+        while self._notifications:
+            pending, self._notifications = self._notifications, []
+            await asyncio.gather(*pending)
+
+    def _upsert(self) -> None:
+        request = self.request
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.PATTERN.value_set("approval"),
+            sa.STATUS.value_set(self.status.value),
+            sa.BUSINESS_KEY.value_set(request.request_id),
+            sa.REQUESTER.value_set(request.requester),
+            sa.REQUEST_KIND.value_set(request.kind),
+            sa.POLICY.value_set(self.policy.name if self.policy else request.policy),
+            sa.APPROVERS.value_set(
+                self._waiting_for() if self.status == ApprovalStatus.PENDING else []
+            ),
+        ]
+        if request.amount is not None:
+            updates += [
+                sa.AMOUNT_MINOR.value_set(request.amount.amount_minor),
+                sa.CURRENCY.value_set(request.amount.currency),
+            ]
+        workflow.upsert_search_attributes(updates)

@@ -1,0 +1,300 @@
+"""The full path through the gateway against the real dev server and the real services:
+authentication, requests and decisions (403s, duplicates, concurrent approvers), a worker
+restart while a request waits, e-mail into a real SMTP server, a webhook into a local
+receiver, idempotent order placement, and a large order waiting for a person."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from muster_runtime.localstack.process import wait_for_exit
+from tests.helpers import REPO, async_wait_until
+from tests.platform_support import Platform, platform
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def running(
+    tmp_path_factory: pytest.TempPathFactory, temporal_env: dict[str, str]
+) -> Iterator[Platform]:
+    with platform(tmp_path_factory.mktemp("platform"), temporal_env) as started:
+        yield started
+
+
+def purchase(title: str = "Standing desk") -> dict[str, Any]:
+    return {
+        "kind": "purchase",
+        "title": title,
+        "description": "for the back",
+        "amount": {"amount_minor": 89_000, "currency": "EUR"},
+        "context": {"supplier": "ACME"},
+    }
+
+
+def order_body(amount: int = 2_500, order_id: str | None = None) -> dict[str, Any]:
+    return {
+        "order_id": order_id or f"g-{uuid.uuid4().hex[:10]}",
+        "customer_id": "cust-9",
+        "customer_email": "cust9@example.com",
+        "items": [{"sku": "WIDGET-1", "quantity": 1,
+                   "unit_price": {"amount_minor": amount, "currency": "EUR"}}],
+        "shipping_address": {"name": "Ada", "line1": "1 Main St", "city": "Berlin",
+                             "postal_code": "10115", "country": "DE"},
+        "payment_token": "tok_visa",
+    }  # fmt: skip
+
+
+async def create(running: Platform, user: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with running.client(user) as api:
+        response = await api.post("/v1/approvals", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_callers_must_authenticate(running: Platform) -> None:
+    async with httpx.AsyncClient(base_url=running.gateway) as anonymous:
+        response = await anonymous.get("/v1/approvals")
+        assert response.status_code == 401, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        wrong = await anonymous.get(
+            "/v1/approvals", headers={"Authorization": "Bearer not-a-token"}
+        )
+        assert wrong.status_code == 401
+        # Identity headers are believed only from the trusted proxy network (loopback here).
+        proxied = await anonymous.get("/v1/approvals", headers={"X-Forwarded-User": "carol"})
+        assert proxied.status_code == 200
+
+
+async def test_request_notifies_approvers_by_mail_and_webhook(running: Platform) -> None:
+    created = await create(running, "dave", purchase("Monitor arm"))
+    request_id = created["request"]["request_id"]
+
+    async def asked() -> dict[str, Any] | None:
+        async with running.client("dave") as api:
+            state: dict[str, Any] = (await api.get(f"/v1/approvals/{request_id}")).json()
+        return state if state["approvers"] else None
+
+    state = await async_wait_until(asked, what="approvers asked", timeout=30)
+    assert state["approvers"] == ["alice", "bob"]
+    assert state["policy"] == "purchases"
+
+    def mailed() -> bool:
+        return all(
+            any(request_id in m["body"] for m in running.mail_to(address))
+            for address in ("alice@example.com", "bob@example.com")
+        )
+
+    await async_wait_until(_async(mailed), what="e-mails to alice and bob", timeout=30)
+    message = next(m for m in running.mail_to("alice@example.com") if request_id in m["body"])
+    assert message["subject"] == "Approval needed: Monitor arm"
+    assert f"/ui/approvals/{request_id}" in message["body"]
+    assert message["idempotency_key"] == f"{request_id}:level-0"
+
+    def hooked() -> dict[str, Any] | None:
+        return next(
+            (
+                c
+                for c in running.webhook.received
+                if c["body"]["muster"]["request_id"] == request_id
+            ),
+            None,
+        )
+
+    call = await async_wait_until(_async(hooked), what="webhook call", timeout=30)
+    assert call["headers"]["Idempotency-Key"] == f"{request_id}:level-0"
+    assert call["body"]["text"] == "Approval needed: Monitor arm"
+    assert call["body"]["muster"]["event"] == "requested"
+
+
+async def test_authorization_failures_are_403_and_leave_history_alone(
+    running: Platform, client: Client
+) -> None:
+    created = await create(running, "alice", purchase("Chair"))  # alice is an approver too
+    request_id = created["request"]["request_id"]
+    await _wait_asked(running, "alice", request_id)
+    async with running.client("alice") as alice, running.client("shop") as shop:
+        own = await alice.post(f"/v1/approvals/{request_id}/approve")
+        assert own.status_code == 403
+        assert "does not allow approving one's own request" in own.json()["detail"]
+        outsider = await shop.post(f"/v1/approvals/{request_id}/approve")
+        assert outsider.status_code == 403
+        assert outsider.json()["type"] == "urn:muster:problem:forbidden"
+        peek = await shop.get(f"/v1/approvals/{request_id}")
+        assert peek.status_code == 403
+    history = await client.get_workflow_handle(f"approval-{request_id}").fetch_history()
+    assert not [
+        e for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]  # fmt: skip
+
+
+async def test_quorum_with_concurrent_and_duplicate_decisions(running: Platform) -> None:
+    created = await create(running, "dave", purchase("Two screens"))
+    request_id = created["request"]["request_id"]
+    await _wait_asked(running, "dave", request_id)
+    async with running.client("alice") as alice, running.client("bob") as bob:
+        no_reason = await bob.post(f"/v1/approvals/{request_id}/reject", json={})
+        assert no_reason.status_code == 422
+        assert no_reason.json()["detail"] == "a rejection needs a reason"
+        first = await alice.post(f"/v1/approvals/{request_id}/approve")
+        again = await alice.post(f"/v1/approvals/{request_id}/approve")
+        assert first.status_code == again.status_code == 200
+        assert again.json()["status"] == "pending"
+        assert [d["approver"] for d in again.json()["decisions"]] == ["alice"]
+        # Both approvers at once: both count, once each.
+        both = await asyncio.gather(
+            alice.post(f"/v1/approvals/{request_id}/approve"),
+            bob.post(f"/v1/approvals/{request_id}/approve", json={"reason": "ok"}),
+        )
+        assert [r.status_code for r in both] == [200, 200]
+        final = (await alice.get(f"/v1/approvals/{request_id}")).json()
+        assert final["status"] == "approved"
+        assert sorted(d["approver"] for d in final["decisions"]) == ["alice", "bob"]
+        late = await bob.post(f"/v1/approvals/{request_id}/approve")
+        assert late.status_code == 409
+
+
+async def test_listing_filters_and_scopes(running: Platform) -> None:
+    created = await create(running, "dave", purchase("Keyboard"))
+    request_id = created["request"]["request_id"]
+    await _wait_asked(running, "dave", request_id)
+
+    async def listed(user: str, **params: str) -> list[str]:
+        async with running.client(user) as api:
+            response = await api.get("/v1/approvals", params=params)
+        assert response.status_code == 200, response.text
+        return [item["request_id"] for item in response.json()]
+
+    async def visible() -> bool:
+        return request_id in await listed("alice", status="pending", approver="alice")
+
+    await async_wait_until(visible, what="pending request listed for alice", timeout=30)
+    assert request_id in await listed("dave", policy="purchases")
+    assert request_id not in await listed("shop")  # not involved: not listed
+    assert request_id in await listed("carol")  # an admin sees everything
+    async with running.client("alice") as api:
+        bad = await api.get("/v1/approvals", params={"status": "sleeping"})
+        assert bad.status_code == 422
+        injected = await api.get("/v1/approvals", params={"policy": "x' OR '1'='1"})
+        assert injected.status_code == 422
+
+
+async def test_a_request_survives_a_worker_restart(running: Platform) -> None:
+    created = await create(running, "dave", purchase("Docking station"))
+    request_id = created["request"]["request_id"]
+    await _wait_asked(running, "dave", request_id)
+    worker = running.processes["approval"]
+    worker.signal(signal.SIGTERM)
+    assert wait_for_exit(worker, timeout=30) == 0
+    running.start_approval_worker()
+    async with running.client("alice") as alice, running.client("bob") as bob:
+        assert (await alice.post(f"/v1/approvals/{request_id}/approve")).status_code == 200
+        decided = await bob.post(f"/v1/approvals/{request_id}/approve")
+        assert decided.json()["status"] == "approved"
+
+    def told() -> bool:
+        return any(
+            m["subject"] == "Approved: Docking station" for m in running.mail_to("dave@example.com")
+        )
+
+    await async_wait_until(_async(told), what="requester told the outcome", timeout=30)
+
+
+async def test_orders_are_idempotent_per_key(running: Platform) -> None:
+    body = order_body()
+    async with running.client("shop") as shop:
+        missing = await shop.post("/v1/orders", json=body)
+        assert missing.status_code == 422
+        assert "Idempotency-Key" in missing.json()["detail"]
+        first = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+        assert first.status_code == 201, first.text
+        again = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+        assert again.status_code == 200
+        other = dict(body, payment_token="tok_other")
+        conflict = await shop.post("/v1/orders", json=other, headers={"Idempotency-Key": "k-1"})
+        assert conflict.status_code == 422
+        assert conflict.json()["type"] == "urn:muster:problem:idempotency-conflict"
+        twice = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-2"})
+        assert twice.status_code == 409
+
+        async def fulfilled() -> bool:
+            state = (await shop.get(f"/v1/orders/{body['order_id']}")).json()
+            return bool(state["status"] == "fulfilled")
+
+        await async_wait_until(fulfilled, what="order fulfilled", timeout=60)
+    async with running.client("dave") as dave:
+        assert (await dave.get(f"/v1/orders/{body['order_id']}")).status_code == 403
+
+
+async def test_a_large_order_waits_for_finance(running: Platform) -> None:
+    body = order_body(amount=150_000)  # 1,500.00 EUR: the large-orders policy applies
+    async with running.client("shop") as shop:
+        placed = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "big-1"})
+        assert placed.status_code == 201
+
+        async def waiting() -> bool:
+            state = (await shop.get(f"/v1/orders/{body['order_id']}")).json()
+            return bool(state["status"] == "awaiting_approval")
+
+        await async_wait_until(waiting, what="order awaiting approval", timeout=60)
+    request_id = f"order-{body['order_id']}"
+    await _wait_asked(running, "carol", request_id)
+    async with running.client("alice") as alice:
+        state = (await alice.get(f"/v1/approvals/{request_id}")).json()
+        assert state["policy"] == "large-orders"
+        assert state["request"]["amount"] == {"amount_minor": 150_000, "currency": "EUR"}
+        # Whoever is asked to approve an order may look at it; nobody else may.
+        assert (await alice.get(f"/v1/orders/{body['order_id']}")).status_code == 200
+        decided = await alice.post(f"/v1/approvals/{request_id}/approve")
+        assert decided.status_code == 200
+    async with running.client("dave") as dave:
+        refused = await dave.get(f"/v1/orders/{body['order_id']}")
+        assert refused.status_code == 403
+        assert "nor is asked to approve it" in refused.json()["detail"]
+        page = await dave.get(f"/ui/orders/{body['order_id']}")
+        assert page.status_code == 403
+        assert page.headers["content-type"].startswith("text/html")
+        assert "nor is asked to approve it" in page.text
+    async with running.client("shop") as shop:
+
+        async def fulfilled() -> bool:
+            state = (await shop.get(f"/v1/orders/{body['order_id']}")).json()
+            return bool(state["status"] == "fulfilled")
+
+        await async_wait_until(fulfilled, what="large order fulfilled", timeout=60)
+
+
+async def test_the_openapi_document_describes_the_api(running: Platform) -> None:
+    async with httpx.AsyncClient(base_url=running.gateway) as anonymous:
+        spec = (await anonymous.get("/openapi.json")).json()
+    paths = spec["paths"]
+    for path in ("/v1/approvals", "/v1/approvals/{request_id}/approve", "/v1/orders"):
+        assert path in paths
+    assert (REPO / "examples" / "gateway" / "tokens.yaml").exists()
+
+
+async def _wait_asked(running: Platform, user: str, request_id: str) -> None:
+    async def asked() -> bool:
+        async with running.client(user) as api:
+            response = await api.get(f"/v1/approvals/{request_id}")
+        return response.status_code == 200 and bool(response.json()["deadline"])
+
+    await async_wait_until(asked, what=f"request {request_id} ready", timeout=60)
+
+
+def _async(check: Any) -> Any:
+    async def wrapped() -> Any:
+        return await asyncio.to_thread(check)
+
+    return wrapped
