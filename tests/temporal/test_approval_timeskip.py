@@ -4,6 +4,7 @@ reminders on their cron cadence, quorum, vetoes, and the validator's refusals.""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest_asyncio
 from cronsim import CronSim
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from muster_approval.models import (
@@ -26,30 +28,53 @@ from muster_approval.models import (
 )
 from muster_approval.workflows import Approval
 from tests.approval_support import Setup, approval_worker, request, setup
+from tests.conftest import start_time_skipping_env
 from tests.helpers import async_wait_until, unique
 
 pytestmark = pytest.mark.timeout(120)
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def approval_env() -> AsyncIterator[WorkflowEnvironment]:
+    """This module's own time-skipping server: requests left waiting (their worker gone)
+    hold outstanding tasks, and the server does not skip time while any exist, which would
+    freeze time for every later test sharing it."""
+    env = await start_time_skipping_env()
+    yield env
+    await env.shutdown()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def world(
-    time_skipping_env: WorkflowEnvironment, tmp_path: Path
+    approval_env: WorkflowEnvironment, tmp_path: Path
 ) -> AsyncIterator[tuple[WorkflowEnvironment, Setup, str]]:
     task_queue = unique("approval")
     async with (
         setup(tmp_path) as where,
-        approval_worker(time_skipping_env.client, task_queue, where),
+        approval_worker(approval_env.client, task_queue, where),
     ):
-        yield time_skipping_env, where, task_queue
+        yield approval_env, where, task_queue
+        # The time-skipping server is shared by the session and does not skip time while
+        # any workflow task is outstanding: a request left waiting here (its worker gone)
+        # would freeze time for every later test. End what this test started.
+        while STARTED:
+            handle = STARTED.pop()
+            with contextlib.suppress(RPCError):  # already closed
+                await handle.terminate("test finished")
+
+
+STARTED: list[WorkflowHandle[Any, ApprovalResult]] = []
 
 
 async def start(
     env: WorkflowEnvironment, task_queue: str, **kwargs: Any
 ) -> WorkflowHandle[Any, ApprovalResult]:
-    return await env.client.start_workflow(
+    handle = await env.client.start_workflow(
         WORKFLOW, request(**kwargs), id=unique("approval"), task_queue=task_queue,
         result_type=ApprovalResult,
     )  # fmt: skip
+    STARTED.append(handle)
+    return handle
 
 
 async def state(handle: WorkflowHandle[Any, ApprovalResult]) -> ApprovalState:
@@ -200,6 +225,7 @@ async def test_veto_any_reject_versus_quorum(
     assert one.status == ApprovalStatus.PENDING  # bob and carol can still make two
     two = await handle.execute_update(Approval.decide, decide("bob", "reject", "agree"))
     assert two.status == ApprovalStatus.REJECTED
+    assert not (await handle.result()).approved
 
 
 async def test_refused_decisions_leave_no_history(
@@ -244,6 +270,8 @@ async def test_a_decision_cannot_be_changed(
     changed = await _refusal(handle, decide("alice", "reject", "oops"))
     assert getattr(changed.cause, "type", None) == "DecisionChanged"
     await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()  # cancelled
 
 
 async def test_signals_count_and_invalid_ones_are_recorded_as_ignored(
