@@ -161,8 +161,14 @@ async def test_quorum_with_concurrent_and_duplicate_decisions(running: Platform)
         final = (await alice.get(f"/v1/approvals/{request_id}")).json()
         assert final["status"] == "approved"
         assert sorted(d["approver"] for d in final["decisions"]) == ["alice", "bob"]
-        late = await bob.post(f"/v1/approvals/{request_id}/approve")
+        # Retrying a counted decision stays idempotent after the request closed; anything
+        # else is refused.
+        retried = await alice.post(f"/v1/approvals/{request_id}/approve")
+        assert retried.status_code == 200
+        assert retried.json()["status"] == "approved"
+        late = await bob.post(f"/v1/approvals/{request_id}/reject", json={"reason": "changed"})
         assert late.status_code == 409
+        assert "approved" in late.json()["detail"]
 
 
 async def test_listing_filters_and_scopes(running: Platform) -> None:

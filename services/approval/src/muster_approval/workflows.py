@@ -285,6 +285,9 @@ class Approval:
     def _check(self, decision: Decision) -> None:
         """Refuse a decision that must not count; an identical repeat is fine."""
         request_id = self.request.request_id
+        earlier = self._decision_of(decision.approver)
+        if earlier is not None and earlier.verdict == decision.verdict:
+            return  # a retry of a decision already counted, even if it decided the request
         if self.status != ApprovalStatus.PENDING:
             raise ApplicationError(
                 f"request {request_id} is already {self.status.value}", type="AlreadyDecided"
@@ -307,8 +310,7 @@ class Approval:
             )
         if decision.verdict == "reject" and not (decision.reason or "").strip():
             raise ApplicationError("a rejection needs a reason", type="ReasonRequired")
-        earlier = self._decision_of(decision.approver)
-        if earlier is not None and earlier.verdict != decision.verdict:
+        if earlier is not None:
             raise ApplicationError(
                 f"{decision.approver} already {earlier.verdict}d request {request_id}; "
                 "a decision cannot be changed",

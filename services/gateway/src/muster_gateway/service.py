@@ -337,12 +337,15 @@ class Gateway:
             message = getattr(exc.cause, "message", None) or str(exc.cause)
             raise GatewayError(status, problem, title, message) from None
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise GatewayError(
-                    409, "already-decided", "Request already closed",
-                    f"request {request_id} is closed and takes no more decisions",
-                ) from None  # fmt: skip
-            raise
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            closed = await self._approval_state(request_id)
+            if any(d.approver == caller.user and d.verdict == verdict for d in closed.decisions):
+                return closed  # a retry of the decision that closed it: idempotent
+            raise GatewayError(
+                409, "already-decided", "Request already closed",
+                f"request {request_id} is {closed.status.value} and takes no more decisions",
+            ) from None  # fmt: skip
         return state
 
     # -- orders ------------------------------------------------------------------------------
