@@ -56,7 +56,7 @@ class ApprovalSettings(WorkerServiceSettings):
     # Requests wait days: keeping them in memory buys nothing, and a decision on an evicted
     # one costs a short replay. A small cache keeps the worker's memory flat however many
     # requests wait (bench/bench_approval.py measures both).
-    worker: WorkerSettings = WorkerSettings(task_queue=TASK_QUEUE, max_cached_workflows=250)
+    worker: WorkerSettings = WorkerSettings(task_queue=TASK_QUEUE, max_cached_workflows=50)
     """Temporal worker."""
     policies_dir: Path = Path("examples/policies")
     """Folder of ApprovalPolicy YAML files (a ConfigMap in Kubernetes)."""
