@@ -9,7 +9,7 @@ from datetime import timedelta
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
-from muster_runtime.metrics import MetricsHub
+from muster_runtime.metrics import LABEL_CACHE_SIZE, MetricsHub
 
 
 def families(text: str) -> dict[str, object]:
@@ -71,6 +71,26 @@ def test_updates_accumulate_across_drains() -> None:
     counter.add(1, {"workflow_type": "A"})
     text = hub.temporal.render()
     assert sample(text, "temporal_workflow_completed", workflow_type="A") == 2
+
+
+def test_label_translation_cache_is_bounded() -> None:
+    """Core makes fresh attribute objects (one per workflow run, say): remembering each
+    forever grew a worker by kilobytes per workflow it ever ran."""
+    hub = MetricsHub(registry=CollectorRegistry())
+    counter = hub.runtime.metric_meter.create_counter("temporal_workflow_task_queue_poll_succeed")
+    rounds = 3 * LABEL_CACHE_SIZE
+    most = 0
+    for i in range(rounds):
+        counter.with_additional_attributes({"workflow_type": "Approval"}).add(1)
+        if i % 100 == 0:
+            hub.temporal.drain()
+            most = max(most, hub.temporal.cached_label_sets)
+    text = hub.temporal.render()
+    assert most > LABEL_CACHE_SIZE // 2  # every round really brought a new object
+    assert hub.temporal.cached_label_sets <= LABEL_CACHE_SIZE
+    assert sample(text, "temporal_workflow_task_queue_poll_succeed", workflow_type="Approval") == (
+        rounds
+    )
 
 
 def test_label_values_are_escaped() -> None:

@@ -92,6 +92,10 @@ class _Histogram:
         self.count += 1
 
 
+LABEL_CACHE_SIZE = 1024
+"""Attribute objects whose labels are remembered; new ones past this evict the oldest."""
+
+
 @dataclass
 class _Family:
     name: str
@@ -114,8 +118,10 @@ class TemporalMetricStore:
         self._buckets = tuple(sorted(buckets))
         self._overrides = {k: tuple(sorted(v)) for k, v in (bucket_overrides or {}).items()}
         self._families: dict[str, _Family] = {}
-        # Core hands out the same attribute object for the same set; keep it alive so the
-        # id stays unique, and translate it to labels once.
+        # Attribute objects are translated to labels once per object. Core reuses an object
+        # for a while (a worker's, a poller's), but also makes new ones (one per workflow
+        # run, for instance), so the cache is bounded: it holds each object it keys (so
+        # the id stays unique) and forgets the oldest beyond LABEL_CACHE_SIZE.
         self._label_cache: dict[int, tuple[MetricAttributes, LabelSet]] = {}
         self._lock = threading.Lock()
         self._drain_lock = threading.Lock()
@@ -126,8 +132,15 @@ class TemporalMetricStore:
             return cached[1]
         labels = tuple(sorted((str(k), str(v).lower() if isinstance(v, bool) else str(v))
                               for k, v in attributes.items()))  # fmt: skip
+        if len(self._label_cache) >= LABEL_CACHE_SIZE:
+            del self._label_cache[next(iter(self._label_cache))]  # the oldest entry
         self._label_cache[id(attributes)] = (attributes, labels)
         return labels
+
+    @property
+    def cached_label_sets(self) -> int:
+        """Attribute objects currently remembered (bounded by ``LABEL_CACHE_SIZE``)."""
+        return len(self._label_cache)
 
     def apply(self, updates: Sequence[BufferedMetricUpdate]) -> None:
         """Fold updates into the aggregates (counters add, gauges set, histograms observe)."""
