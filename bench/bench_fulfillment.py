@@ -101,14 +101,6 @@ def bench_order(i: int) -> FulfillmentInput:
     )
 
 
-def activities_of(impl: FulfillmentActivities) -> list[Callable[..., Any]]:
-    return [
-        impl.approval_requirement, impl.reserve_inventory, impl.release_inventory,
-        impl.charge_payment, impl.refund_payment, impl.create_shipment, impl.cancel_shipment,
-        impl.send_notification,
-    ]  # fmt: skip
-
-
 async def run_variant(
     name: str,
     client: Client,
@@ -187,10 +179,10 @@ async def main(workflows: int, concurrency: int, rounds: int) -> None:
                         {"workflows": [BenchFourSteps], "activities": [step], **runner},
                         lambda i: BenchInput(request_id=f"r{i}", amount_minor=i)),
                 variant("(b) saga, stub backends", "muster", WORKFLOW,
-                        {"workflows": [OrderFulfillment], "activities": activities_of(stub),
+                        {"workflows": [OrderFulfillment], "activities": stub.all(),
                          **runner}, bench_order),
                 variant("(c) saga, real backends", "muster", WORKFLOW,
-                        {"workflows": [OrderFulfillment], "activities": activities_of(real),
+                        {"workflows": [OrderFulfillment], "activities": real.all(),
                          **runner}, bench_order),
             ],
             rounds,

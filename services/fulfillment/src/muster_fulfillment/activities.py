@@ -10,6 +10,7 @@ responses propagate and are retried with backoff.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
@@ -169,6 +170,14 @@ class FulfillmentActivities:
         self.backends = backends
         self.approval_thresholds = approval_thresholds
         self.approval_policy = policy
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity, bound to this instance: what a fulfillment worker registers."""
+        return [
+            self.approval_requirement, self.reserve_inventory, self.release_inventory,
+            self.charge_payment, self.refund_payment, self.create_shipment,
+            self.cancel_shipment, self.send_notification,
+        ]  # fmt: skip
 
     @activity.defn(name="fulfillment.approval_requirement")
     async def approval_requirement(self, order: Order) -> ApprovalRequirement | None:

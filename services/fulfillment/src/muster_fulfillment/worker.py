@@ -101,16 +101,7 @@ async def build(client: Client, settings: FulfillmentSettings) -> WorkerDefiniti
     )
     return WorkerDefinition(
         workflows=[OrderFulfillment],
-        activities=[
-            activities.approval_requirement,
-            activities.reserve_inventory,
-            activities.release_inventory,
-            activities.charge_payment,
-            activities.refund_payment,
-            activities.create_shipment,
-            activities.cancel_shipment,
-            activities.send_notification,
-        ],
+        activities=activities.all(),
         on_close=[http.aclose],
         background=[lambda: count_attention(client, settings.attention_refresh_seconds)],
     )
