@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
@@ -432,7 +433,6 @@ async def test_parallel_compensation_undoes_everything(
 
 
 def _metric(backends: BackendsProcess, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
 
     text = httpx.get(backends.management + "/metrics", timeout=10).text
     total = 0.0

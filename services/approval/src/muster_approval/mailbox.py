@@ -12,6 +12,7 @@ import asyncio
 import email
 import email.policy
 import itertools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,8 +119,6 @@ async def build(
     process: ServiceProcess, settings: MailboxSettings, _: TemporalSettings | None
 ) -> Any:
     """Start the SMTP listener and return the HTTP app."""
-    import os  # noqa: PLC0415
-
     store = settings.store_dir
     if store is None and os.environ.get("MUSTER_STATE_DIR"):
         store = Path(os.environ["MUSTER_STATE_DIR"]) / "mailbox"
