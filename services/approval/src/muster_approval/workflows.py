@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         ReminderInput,
     )
     from muster_runtime import search_attributes as sa
+    from muster_runtime.contracts import APPROVAL_REMIND_SIGNAL, RemindRequest
     from muster_runtime.policies import ApproverSet, PolicySnapshot
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
@@ -65,6 +66,7 @@ class Approval:
         self.reason: str | None = None
         self._notifications: list[asyncio.Task[None]] = []
         self._reminders_sent = 0
+        self._remind_keys: set[str] = set()
 
     # -- queries, updates, signals ---------------------------------------------------------
 
@@ -113,6 +115,16 @@ class Approval:
             self._log(decision.approver, "decision ignored", refused.message)
             return
         self._apply(decision)
+
+    @workflow.signal(name=APPROVAL_REMIND_SIGNAL)
+    def remind(self, request: RemindRequest) -> None:
+        """A reminder round from the policy's reminder schedule (once per key)."""
+        if self.status != ApprovalStatus.PENDING or self.policy is None:
+            return
+        if request.key in self._remind_keys:
+            return
+        self._remind_keys.add(request.key)
+        self._remind(f"reminder-{request.key}")
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -169,7 +181,8 @@ class Approval:
         while self.status == ApprovalStatus.PENDING:
             assert self.deadline is not None
             wake_at = self.deadline
-            if policy.spec.reminders is not None:
+            # A published policy's reminder schedule signals `remind` instead.
+            if policy.spec.reminders is not None and not policy.reminders_by_schedule:
                 self.next_reminder = await workflow.execute_local_activity_method(
                     ApprovalActivities.next_reminder,
                     ReminderInput(reminders=policy.spec.reminders, after=workflow.now()),
@@ -238,7 +251,7 @@ class Approval:
         self._log("muster", "timed out", self.reason)
         self._upsert()
 
-    def _remind(self) -> None:
+    def _remind(self, key: str | None = None) -> None:
         self._reminders_sent += 1
         waiting = self._waiting_for()
         self._log("muster", "reminder", ", ".join(waiting) or "nobody to remind")
@@ -252,7 +265,7 @@ class Approval:
                     *self._summary(),
                     f"Decide before {self.deadline.isoformat(timespec='minutes')}.",
                 ],
-                f"reminder-{self._reminders_sent}",
+                key or f"reminder-{self._reminders_sent}",
             )
 
     def _announce_outcome(self) -> None:

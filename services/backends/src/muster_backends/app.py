@@ -240,9 +240,22 @@ def create_app(backends: Backends) -> FastAPI:
         return await _rows(backends.stores["inventory"], "reservations", order_id)
 
     @inv.get("/ledger")
-    async def inventory_ledger(order_id: str | None = Query(default=None)) -> list[dict[str, Any]]:
-        """Every stock move (initial, reserve, release, count), oldest first."""
-        return await _rows(backends.stores["inventory"], "moves", order_id, order_by="id")
+    async def inventory_ledger(
+        order_id: str | None = Query(default=None),
+        after_id: int | None = Query(default=None, ge=0, description="moves after this id"),
+        limit: int | None = Query(default=None, ge=1, le=10_000),
+    ) -> list[dict[str, Any]]:
+        """Every stock move (initial, reserve, release, count), oldest first.
+
+        ``after_id`` and ``limit`` page through the ledger by id (what a sync with a
+        watermark needs).
+        """
+        if after_id is None and limit is None:
+            return await _rows(backends.stores["inventory"], "moves", order_id, order_by="id")
+        return await backends.stores["inventory"].read(
+            "SELECT * FROM moves WHERE id > ? AND (? IS NULL OR order_id = ?) ORDER BY id LIMIT ?",
+            (after_id or 0, order_id, order_id, limit or -1),
+        )
 
     # -- payment --------------------------------------------------------------------------
     pay = APIRouter(prefix="/payment", tags=["payment"])
@@ -330,6 +343,9 @@ def create_app(backends: Backends) -> FastAPI:
         backends.faults[backend] = body
         return body
 
+    for name, router in (("inventory", inv), ("payment", pay), ("shipping", ship)):
+        _add_health(router, backends.stores[name], name)
+    _add_health(note, backends.stores["notification"], "notification")
     for router in (inv, pay, ship, note, admin):
         app.include_router(router)
     post_paths.update(
@@ -338,6 +354,15 @@ def create_app(backends: Backends) -> FastAPI:
         if "POST" in getattr(route, "methods", ())
     )
     return app
+
+
+def _add_health(router: APIRouter, store: Store, name: str) -> None:
+    """``GET /<backend>/healthz``: the backend's database answers (what a health check calls)."""
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        rows = await store.read("SELECT 1 AS ok")
+        return {"service": name, "ok": bool(rows and rows[0]["ok"] == 1)}
 
 
 async def _rows(

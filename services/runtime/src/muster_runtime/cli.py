@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     services = sub.add_parser("services", help="list the services `muster up` would run")
     services.set_defaults(func=_services)
+
+    # Installed packages add commands (the operator package adds `apply`).
+    for entry in entry_points(group="muster.commands"):
+        entry.load()(sub)
     return parser
 
 

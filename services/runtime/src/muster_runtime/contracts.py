@@ -114,3 +114,15 @@ class ApprovalResult(BaseModel):
     policy: str | None = None
     policy_sha256: str | None = None
     audit: list[AuditEntry] = Field(default_factory=list)
+
+
+APPROVAL_REMIND_SIGNAL = "remind"
+"""Signal a policy's reminder schedule sends to each of its pending requests."""
+
+
+class RemindRequest(BaseModel):
+    """One reminder round; ``key`` (from the schedule's time) makes a repeat a no-op."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: Identifier

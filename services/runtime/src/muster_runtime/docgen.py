@@ -13,6 +13,7 @@ import sys
 import types
 import typing
 from collections.abc import Iterator, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,6 +153,17 @@ def render() -> str:
         sections += [
             f"\n## Service `{spec.name}`: {spec.description}\n",
             f"Run with `python -m {spec.module}`.\n",
+            settings_table(settings_cls),
+        ]
+    # Processes that are not services of `muster up` (the operator) register their
+    # settings class under the entry-point group ``muster.settings``.
+    for entry in sorted(entry_points(group="muster.settings"), key=lambda e: e.name):
+        settings_cls = _load(entry.value)
+        summary = (settings_cls.__doc__ or "").strip().splitlines()[0]
+        module = entry.value.partition(":")[0].rpartition(".")[0]
+        sections += [
+            f"\n## `{entry.name}`: {summary}\n",
+            f"Run with `python -m {module}`.\n",
             settings_table(settings_cls),
         ]
     return "\n".join(sections) + "\n"

@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -38,6 +39,8 @@ from pydantic.alias_generators import to_camel
 from muster_runtime.contracts import Money
 
 API_VERSION = "muster.io/v1alpha1"
+REMINDERS_ANNOTATION = "muster.io/reminders"
+"""``schedule`` on a published policy: its reminder schedule sends reminders, not requests."""
 
 T = TypeVar("T")
 
@@ -81,8 +84,27 @@ def format_duration(value: timedelta) -> str:
     return text or "0s"
 
 
+DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+
 Duration = Annotated[
-    timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    # What the CRD schema says (the API server checks it on kubectl apply).
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "minLength": 2,
+            "maxLength": 32,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.matches('[1-9]')",
+                    "message": "must be a duration longer than zero like 7d, 72h, 1h30m or 90s",
+                }
+            ],
+        }
+    ),
 ]
 
 
@@ -96,6 +118,18 @@ class _Spec(BaseModel):
 
 class ApproverSet(_Spec):
     """People, by user id and by group."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.users) && size(self.users) > 0) || "
+                    "(has(self.groups) && size(self.groups) > 0)",
+                    "message": "name at least one user or group",
+                }
+            ]
+        }
+    )
 
     users: list[str] = Field(default_factory=list)
     groups: list[str] = Field(default_factory=list)
@@ -136,8 +170,25 @@ class EscalationStep(_Spec):
 class Reminders(_Spec):
     """Remind approvers who have not decided yet, on a cron cadence."""
 
-    cron: str = Field(description="five-field cron expression, e.g. '0 9 * * 1-5'")
-    time_zone: str = "UTC"
+    cron: str = Field(
+        description="five-field cron expression, e.g. '0 9 * * 1-5'",
+        min_length=9,
+        max_length=200,
+        pattern=r"^\S+\s+\S+\s+\S+\s+\S+\s+\S+$",
+    )
+    time_zone: str = Field(
+        default="UTC",
+        max_length=64,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self == 'UTC' || "
+                    "timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
+                    "message": "must be an IANA time zone like UTC or Europe/Berlin",
+                }
+            ]
+        },
+    )
 
     @field_validator("cron")
     @classmethod
@@ -197,6 +248,20 @@ class Notifications(_Spec):
 class ApprovalPolicySpec(_Spec):
     """Who may approve what, and what happens when nobody does."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.approvers.groups) && size(self.approvers.groups) > 0) || "
+                    "!has(self.requiredApprovals) || self.requiredApprovals <= "
+                    "(has(self.approvers.users) ? size(self.approvers.users) : 0)",
+                    "message": "requiredApprovals must not exceed the number of approvers "
+                    "named in approvers.users (or name a group)",
+                }
+            ]
+        }
+    )
+
     applies_to: AppliesTo = AppliesTo()
     approvers: ApproverSet
     required_approvals: int = Field(default=1, ge=1, le=100)
@@ -230,6 +295,7 @@ class Metadata(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     namespace: str = "default"
     generation: int = 1
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class ApprovalPolicy(BaseModel):
@@ -253,6 +319,7 @@ class PolicySnapshot(BaseModel):
     generation: int
     spec: ApprovalPolicySpec
     sha256: str
+    reminders_by_schedule: bool = False
 
     @classmethod
     def of(cls, policy: ApprovalPolicy) -> Self:
@@ -264,6 +331,8 @@ class PolicySnapshot(BaseModel):
             generation=policy.metadata.generation,
             spec=policy.spec,
             sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+            reminders_by_schedule=policy.metadata.annotations.get(REMINDERS_ANNOTATION)
+            == "schedule",
         )
 
     def applies(self, kind: str, amount: Money | None) -> str | None:
