@@ -123,14 +123,16 @@ fmt: venv ## format and auto-fix
 	@$(VENV)/bin/ruff check --fix .
 
 .PHONY: generate
-generate: venv ## regenerate committed generated files (configuration reference, ...)
+generate: venv ## regenerate committed generated files (configuration reference, CRDs)
 	@$(PY) -m muster_runtime.docgen docs/configuration.md
+	@$(PY) -m muster_operator.crdgen charts/muster/crds
 
 .PHONY: verify
 verify: venv ## fail if uv.lock or a generated file is out of date
 	@$(UV) lock --check --quiet || { \
 		echo "uv.lock is out of date with the pyproject files; run 'make lock'" >&2; exit 1; }
 	@$(PY) -m muster_runtime.docgen --check docs/configuration.md
+	@$(PY) -m muster_operator.crdgen --check charts/muster/crds
 
 .PHONY: bench
 bench: venv ## benchmarks that print comparison tables

@@ -1,0 +1,1 @@
+"""Muster's operator: ``Schedule`` and ``ApprovalPolicy`` resources reconciled into Temporal."""

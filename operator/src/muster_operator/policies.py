@@ -1,0 +1,100 @@
+"""``ApprovalPolicy`` → what Temporal and the workers need: a published snapshot document
+and a reminder schedule. Pure functions, plus the one visibility count for status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.client import Client
+
+from muster_operator import models
+from muster_operator.reconcile import SpecError, describe_errors
+from muster_runtime.policies import REMINDERS_ANNOTATION, PolicySnapshot
+
+REMINDER_WORKFLOW = "ApprovalReminders"
+SHA_ANNOTATION = "muster.io/sha256"
+
+
+def parse_policy(body: Mapping[str, Any]) -> models.ApprovalPolicy:
+    """A resource body as the model (raises SpecError naming every problem)."""
+    try:
+        return models.ApprovalPolicy.model_validate(dict(body))
+    except ValidationError as exc:
+        raise SpecError(describe_errors(exc)) from None
+
+
+def policy_key(policy: models.ApprovalPolicy) -> str:
+    """The file name of a policy in the published ConfigMap / folder."""
+    return f"{policy.metadata.namespace}.{policy.metadata.name}.yaml"
+
+
+def policy_document(policy: models.ApprovalPolicy) -> dict[str, Any]:
+    """The snapshot document workers load: the spec, where it came from, its hash.
+
+    Reminders of a published policy are sent by its reminder schedule, so the document
+    says so (``muster.io/reminders: schedule``) and requests do not also time their own.
+    """
+    snapshot = PolicySnapshot.of(policy)
+    annotations = {SHA_ANNOTATION: snapshot.sha256}
+    if policy.spec.reminders is not None:
+        annotations[REMINDERS_ANNOTATION] = "schedule"
+    return {
+        "apiVersion": models.API_VERSION,
+        "kind": "ApprovalPolicy",
+        "metadata": {
+            "name": policy.metadata.name,
+            "namespace": policy.metadata.namespace,
+            "generation": policy.metadata.generation,
+            "annotations": annotations,
+        },
+        "spec": policy.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+    }
+
+
+def reminder_schedule(
+    policy: models.ApprovalPolicy, task_queue: str, *, force: bool = False
+) -> models.Schedule | None:
+    """The Schedule that reminds a policy's approvers (None when it has no reminders).
+
+    ``force`` builds it anyway (to find and delete one that should no longer exist).
+    """
+    reminders = policy.spec.reminders
+    if reminders is None and not force:
+        return None
+    name, namespace = policy.metadata.name, policy.metadata.namespace
+    return models.Schedule.model_validate(
+        {
+            "apiVersion": models.API_VERSION,
+            "kind": "Schedule",
+            "metadata": {"name": f"{name}-reminders", "namespace": namespace},
+            "spec": {
+                "cron": [reminders.cron if reminders else "0 9 * * *"],
+                "timeZone": reminders.time_zone if reminders else "UTC",
+                "policy": {"overlap": "Skip"},
+                "workflow": {
+                    "type": REMINDER_WORKFLOW,
+                    "taskQueue": task_queue,
+                    "args": [{"policy": name, "namespace": namespace}],
+                    "executionTimeout": "1h",
+                },
+                "temporal": {"scheduleId": f"{namespace}.{name}.reminders"},
+                "note": f"reminders of ApprovalPolicy {namespace}/{name}",
+            },
+        }
+    )
+
+
+def pending_query(policy: models.ApprovalPolicy) -> str:
+    """The visibility query for a policy's requests that still wait."""
+    return (
+        "MusterPattern = 'approval' AND ExecutionStatus = 'Running' AND "
+        f"MusterPolicy = '{policy.metadata.name}'"
+    )
+
+
+async def pending_requests(client: Client, policy: models.ApprovalPolicy) -> int:
+    """How many of the policy's requests wait for a decision."""
+    result = await client.count_workflows(pending_query(policy))
+    return result.count

@@ -1,0 +1,474 @@
+"""Pure functions of the reconciler: resources in, desired Temporal state and status out.
+
+Nothing here does I/O, so every rule (ids, the schedule built from a spec, ownership,
+drift, conditions, annotation requests) is unit-tested without a cluster or a server.
+:mod:`muster_operator.sync` does the Temporal calls and :mod:`muster_operator.handlers`
+the Kubernetes ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+from temporalio.api.schedule.v1 import Schedule as ScheduleProto
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleCalendarSpec,
+    ScheduleDescription,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+)
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
+
+from muster_operator import models
+from muster_runtime import search_attributes as sa
+
+OWNER_MEMO = "muster.io/owner"
+"""Schedule memo key naming the resource that owns a Temporal schedule."""
+MANAGED_BY_MEMO = "muster.io/managed-by"
+MANAGED_BY = "muster-operator"
+
+TRIGGER_ANNOTATION = "muster.io/trigger"
+BACKFILL_ANNOTATION = "muster.io/backfill"
+
+OVERLAP = {
+    "Skip": ScheduleOverlapPolicy.SKIP,
+    "BufferOne": ScheduleOverlapPolicy.BUFFER_ONE,
+    "BufferAll": ScheduleOverlapPolicy.BUFFER_ALL,
+    "CancelOther": ScheduleOverlapPolicy.CANCEL_OTHER,
+    "TerminateOther": ScheduleOverlapPolicy.TERMINATE_OTHER,
+    "AllowAll": ScheduleOverlapPolicy.ALLOW_ALL,
+}
+
+_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+_DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+# field → (lowest, highest, names (index + offset = value))
+_LIMITS: dict[str, tuple[int, int, list[str], int]] = {
+    "second": (0, 59, [], 0),
+    "minute": (0, 59, [], 0),
+    "hour": (0, 23, [], 0),
+    "day_of_month": (1, 31, [], 0),
+    "month": (1, 12, _MONTHS, 1),
+    "day_of_week": (0, 6, _DAYS, 0),
+    "year": (1970, 2200, [], 0),
+}
+
+
+class SpecError(ValueError):
+    """A resource Kubernetes accepted cannot become a Temporal schedule (message says why)."""
+
+
+def owner_of(namespace: str, name: str) -> str:
+    """The ownership marker of a resource."""
+    return f"{namespace}/{name}"
+
+
+def schedule_id(resource: models.Schedule) -> str:
+    """``spec.temporal.scheduleId`` or ``<kubernetes-namespace>.<name>``."""
+    return resource.spec.temporal.schedule_id or (
+        f"{resource.metadata.namespace}.{resource.metadata.name}"
+    )
+
+
+def temporal_namespace(resource: models.Schedule, default: str) -> str:
+    """The Temporal namespace a Schedule lives in."""
+    return resource.spec.temporal.namespace or default
+
+
+# -- calendar fields -----------------------------------------------------------------------
+
+
+def _value(text: str, field: str) -> int:
+    low, high, names, offset = _LIMITS[field]
+    upper = text.upper()
+    if upper in names:
+        return names.index(upper) + offset
+    if not text.isdigit():
+        raise SpecError(f"{field}: {text!r} is neither a number nor a name")
+    number = int(text)
+    if field == "day_of_week" and number == 7:
+        number = 0  # cron's other Sunday
+    if not low <= number <= high:
+        raise SpecError(f"{field}: {number} is outside {low}-{high}")
+    return number
+
+
+def calendar_ranges(text: str, field: str) -> tuple[ScheduleRange, ...]:
+    """One calendar field (``*``, ``1-5``, ``*/15``, ``MON-FRI``, lists) as Temporal ranges."""
+    if not models.check_calendar_field(text):
+        raise SpecError(f"{field}: {text!r} is not like '*', '5', '1-5', '*/15' or 'MON-FRI'")
+    low, high, _, _ = _LIMITS[field]
+    ranges = []
+    for item in text.split(","):
+        body, _, step_text = item.partition("/")
+        step = int(step_text) if step_text else 0
+        if step_text and step < 1:
+            raise SpecError(f"{field}: the step in {item!r} must be at least 1")
+        if body == "*":
+            start, end = low, high
+        elif "-" in body:
+            first, last = body.split("-", 1)
+            start, end = _value(first, field), _value(last, field)
+            if end < start:
+                raise SpecError(f"{field}: the range {body!r} runs backwards")
+        else:
+            start = _value(body, field)
+            end = high if step else start
+        ranges.append(ScheduleRange(start=start, end=end, step=step or 1))
+    return tuple(ranges)
+
+
+def calendar(spec: models.CalendarSpec) -> ScheduleCalendarSpec:
+    """A calendar spec of the resource as Temporal's structured calendar."""
+    years = () if spec.year == "*" else calendar_ranges(spec.year, "year")
+    return ScheduleCalendarSpec(
+        second=calendar_ranges(spec.second, "second"),
+        minute=calendar_ranges(spec.minute, "minute"),
+        hour=calendar_ranges(spec.hour, "hour"),
+        day_of_month=calendar_ranges(spec.day_of_month, "day_of_month"),
+        month=calendar_ranges(spec.month, "month"),
+        day_of_week=calendar_ranges(spec.day_of_week, "day_of_week"),
+        year=years,
+        comment=spec.comment,
+    )
+
+
+# -- the desired schedule ------------------------------------------------------------------
+
+
+def _retry(policy: models.RetryPolicySpec | None) -> RetryPolicy | None:
+    if policy is None:
+        return None
+    kwargs: dict[str, Any] = {}
+    if policy.initial_interval is not None:
+        kwargs["initial_interval"] = policy.initial_interval
+    if policy.backoff_coefficient is not None:
+        kwargs["backoff_coefficient"] = policy.backoff_coefficient
+    if policy.maximum_interval is not None:
+        kwargs["maximum_interval"] = policy.maximum_interval
+    if policy.maximum_attempts is not None:
+        kwargs["maximum_attempts"] = policy.maximum_attempts
+    if policy.non_retryable_error_types:
+        kwargs["non_retryable_error_types"] = list(policy.non_retryable_error_types)
+    return RetryPolicy(**kwargs)
+
+
+def action_search_attributes(resource: models.Schedule) -> TypedSearchAttributes:
+    """Every run is findable by the resource that started it (plus the spec's attributes)."""
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(sa.PATTERN, "schedule"),
+        SearchAttributePair(
+            sa.SCHEDULE, owner_of(resource.metadata.namespace, resource.metadata.name)
+        ),
+    ]
+    reserved = {sa.PATTERN.name, sa.SCHEDULE.name}
+    for key, value in sorted(resource.spec.workflow.search_attributes.items()):
+        if key in reserved:
+            raise SpecError(f"workflow.searchAttributes.{key} is set by Muster; remove it")
+        pairs.append(SearchAttributePair(SearchAttributeKey.for_keyword(key), value))
+    return TypedSearchAttributes(pairs)
+
+
+def desired_schedule(resource: models.Schedule) -> Schedule:
+    """The Temporal schedule a resource asks for (raises SpecError when it cannot be one)."""
+    spec = resource.spec
+    workflow = spec.workflow
+    try:
+        action = ScheduleActionStartWorkflow(
+            workflow.type,
+            args=list(workflow.args),
+            id=workflow.id or schedule_id(resource),
+            task_queue=workflow.task_queue,
+            execution_timeout=workflow.execution_timeout,
+            run_timeout=workflow.run_timeout,
+            task_timeout=workflow.task_timeout,
+            retry_policy=_retry(workflow.retry_policy),
+            memo=dict(workflow.memo) or None,
+            typed_search_attributes=action_search_attributes(resource),
+        )
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"workflow: {exc}") from None
+    return Schedule(
+        action=action,
+        spec=ScheduleSpec(
+            calendars=[calendar(c) for c in spec.calendars],
+            intervals=[
+                ScheduleIntervalSpec(every=i.every, offset=i.offset) for i in spec.intervals
+            ],
+            cron_expressions=list(spec.cron),
+            skip=[calendar(c) for c in spec.skip],
+            start_at=models.utc(spec.start_at),
+            end_at=models.utc(spec.end_at),
+            jitter=spec.jitter,
+            time_zone_name=spec.time_zone,
+        ),
+        policy=SchedulePolicy(
+            overlap=OVERLAP[spec.policy.overlap],
+            catchup_window=spec.policy.catchup_window,
+            pause_on_failure=spec.policy.pause_on_failure,
+        ),
+        state=ScheduleState(
+            note=spec.note or ("suspended by spec.suspend" if spec.suspend else None),
+            paused=spec.suspend,
+            limited_actions=spec.remaining_actions is not None,
+            remaining_actions=spec.remaining_actions or 0,
+        ),
+    )
+
+
+def schedule_memo(resource: models.Schedule) -> dict[str, str]:
+    """The memo a schedule is created with: who owns it."""
+    return {
+        OWNER_MEMO: owner_of(resource.metadata.namespace, resource.metadata.name),
+        MANAGED_BY_MEMO: MANAGED_BY,
+    }
+
+
+def parse_schedule(body: Mapping[str, Any]) -> models.Schedule:
+    """A resource body as the model (raises SpecError with every problem named)."""
+    try:
+        return models.Schedule.model_validate(dict(body))
+    except ValidationError as exc:
+        raise SpecError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """A pydantic error as one line per field, in the document's spelling."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
+
+
+# -- what Temporal has ---------------------------------------------------------------------
+
+
+def memo_owner(description: ScheduleDescription) -> str | None:
+    """The owner marker in a described schedule's memo (None: not Muster's)."""
+    payload = description.raw_description.memo.fields.get(OWNER_MEMO)
+    if payload is None:
+        return None
+    try:
+        value = json.loads(payload.data)
+    except ValueError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def fingerprint(proto: ScheduleProto) -> str:
+    """A hash of a schedule as Temporal holds it, minus what changes by itself.
+
+    Temporal normalises what it stores (cron strings become structured calendars), so the
+    operator compares Temporal's view with Temporal's view: right after each write it keeps
+    this hash, and drift is any later difference. ``remainingActions`` counts down with
+    every run and notes are free text; neither is drift.
+    """
+    copy = ScheduleProto()
+    copy.CopyFrom(proto)
+    copy.state.remaining_actions = 0
+    copy.state.notes = ""
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How Temporal's schedule differs from what the operator last wrote."""
+
+    changed: bool
+    reason: str
+
+
+def detect_drift(
+    description: ScheduleDescription, synced_fingerprint: str | None, suspend: bool
+) -> Drift:
+    """Compare what Temporal holds now with what the operator wrote last."""
+    paused = description.schedule.state.paused
+    if paused != suspend:
+        said = "paused" if paused else "unpaused"
+        return Drift(True, f"the schedule was {said} in Temporal but spec.suspend is {suspend}")
+    if synced_fingerprint is None:
+        return Drift(True, "the operator has no record of writing this schedule")
+    if fingerprint(description.raw_description.schedule) != synced_fingerprint:
+        return Drift(True, "the schedule was edited in Temporal")
+    return Drift(False, "")
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+def _ref(workflow_id: str, run_id: str | None, **times: datetime | None) -> models.ActionRef:
+    return models.ActionRef(workflow_id=workflow_id, run_id=run_id, **times)
+
+
+def observed_status(description: ScheduleDescription, keep: int = 5) -> dict[str, Any]:
+    """The status fields that mirror Temporal's view of a schedule (JSON-ready)."""
+    info = description.info
+    recent = []
+    for result in info.recent_actions[-keep:]:
+        action = result.action
+        recent.append(
+            _ref(
+                getattr(action, "workflow_id", ""),
+                getattr(action, "first_execution_run_id", None),
+                scheduled_at=result.scheduled_at,
+                started_at=result.started_at,
+            )
+        )
+    running = [
+        _ref(getattr(a, "workflow_id", ""), getattr(a, "first_execution_run_id", None))
+        for a in info.running_actions
+    ]
+    last = max((r.scheduled_at for r in info.recent_actions), default=None)
+    status = models.ScheduleStatus(
+        next_action_times=list(info.next_action_times[:keep]),
+        last_action_time=last,
+        recent_actions=recent,
+        running_workflows=running,
+        actions=models.ActionCounters(
+            taken=info.num_actions,
+            missed_catchup_window=info.num_actions_missed_catchup_window,
+            skipped_overlap=info.num_actions_skipped_overlap,
+        ),
+    )
+    return status.model_dump(
+        mode="json",
+        by_alias=True,
+        include={
+            "next_action_times",
+            "last_action_time",
+            "recent_actions",
+            "running_workflows",
+            "actions",
+        },
+    )
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+@dataclass(frozen=True)
+class Want:
+    """A condition as the reconciler wants it now."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+
+
+def merge_conditions(
+    current: Iterable[Mapping[str, Any]],
+    wanted: Sequence[Want],
+    now: datetime,
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    """Conditions after applying ``wanted``: transition time moves only when status flips."""
+    old = {c.get("type"): c for c in current if isinstance(c, Mapping)}
+    merged = []
+    wanted_types = {w.type for w in wanted}
+    for want in wanted:
+        previous = old.get(want.type)
+        since = now
+        if previous is not None and previous.get("status") == want.status:
+            since = models.Condition.model_validate(previous).last_transition_time
+        merged.append(
+            models.Condition(
+                type=want.type,
+                status=want.status,
+                reason=want.reason,
+                message=want.message,
+                last_transition_time=since,
+                observed_generation=generation,
+            ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        )
+    merged += [dict(c) for t, c in old.items() if t not in wanted_types]
+    return merged
+
+
+def schedule_conditions(
+    synced: Want, suspend: bool, pollers: int | None, task_queue: str
+) -> list[Want]:
+    """Ready, Synced, Suspended and WorkerAvailable from what the reconcile found."""
+    if pollers is None:
+        worker = Want("WorkerAvailable", "Unknown", "NotChecked", "Temporal was not reachable")
+    elif pollers:
+        worker = Want(
+            "WorkerAvailable", "True", "PollersPresent", f"{pollers} poller(s) on {task_queue}"
+        )
+    else:
+        worker = Want(
+            "WorkerAvailable",
+            "False",
+            "NoPollers",
+            f"no worker polls task queue {task_queue}; runs will wait until one does",
+        )
+    ready = Want(
+        "Ready",
+        synced.status,
+        "Synced" if synced.status == "True" else synced.reason,
+        "Temporal holds the desired schedule" if synced.status == "True" else synced.message,
+    )
+    suspended = Want(
+        "Suspended",
+        "True" if suspend else "False",
+        "SuspendedBySpec" if suspend else "Active",
+        "spec.suspend is true: no new runs" if suspend else "",
+    )
+    return [ready, synced, suspended, worker]
+
+
+# -- trigger and backfill requests -----------------------------------------------------------
+
+
+class BackfillRequest(BaseModel):
+    """The ``muster.io/backfill`` annotation: runs for a past (or future) time range."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200)
+    start_at: AwareDatetime
+    end_at: AwareDatetime
+    overlap: Literal[
+        "Skip", "BufferOne", "BufferAll", "CancelOther", "TerminateOther", "AllowAll"
+    ] = "AllowAll"
+
+
+def parse_backfill(text: str) -> BackfillRequest:
+    """The backfill annotation's JSON (raises SpecError saying how to write it)."""
+    example = (
+        '{"token": "b1", "startAt": "2026-11-01T00:00:00Z", "endAt": "2026-11-02T00:00:00Z", '
+        '"overlap": "AllowAll"}'
+    )
+    try:
+        request = BackfillRequest.model_validate_json(text)
+    except ValidationError as exc:
+        raise SpecError(
+            f"{BACKFILL_ANNOTATION} is not valid: {describe_errors(exc)}; write it like {example}"
+        ) from None
+    if request.end_at <= request.start_at:
+        raise SpecError(f"{BACKFILL_ANNOTATION}: endAt must be after startAt")
+    return request
+
+
+def request_id(schedule: str, kind: str, token: str) -> str:
+    """A stable request id for a trigger/backfill token, so Temporal drops a repeat."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"muster.io/{schedule}/{kind}/{token}"))

@@ -1,0 +1,301 @@
+"""The Temporal side of reconciling: create, update, correct, delete, trigger, backfill.
+
+Used by the kopf handlers and by ``muster apply`` (no Kubernetes), so both run the same
+core. Every function takes the desired resource plus what the caller remembers (the
+fingerprint of the last write) and returns what Temporal holds afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.schedule.v1 import BackfillRequest as BackfillProto
+from temporalio.api.schedule.v1 import SchedulePatch, TriggerImmediatelyRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, PatchScheduleRequest
+from temporalio.client import (
+    Client,
+    ScheduleAlreadyRunningError,
+    ScheduleBackfill,
+    ScheduleDescription,
+    ScheduleHandle,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
+
+from muster_operator import models
+from muster_operator.reconcile import (
+    OVERLAP,
+    BackfillRequest,
+    Drift,
+    SpecError,
+    desired_schedule,
+    detect_drift,
+    fingerprint,
+    memo_owner,
+    owner_of,
+    request_id,
+    schedule_id,
+    schedule_memo,
+)
+from muster_runtime import search_attributes as sa
+
+log = logging.getLogger(__name__)
+
+# Codes that mean "Temporal is not there right now", as opposed to "your request is wrong".
+UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.INTERNAL,
+}
+
+
+class ForeignSchedule(Exception):
+    """A schedule with this id exists in Temporal and belongs to somebody else."""
+
+
+class TemporalUnavailable(Exception):
+    """Temporal could not be reached (or failed); retry later."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means Temporal is down or overloaded (retry), not a bad request."""
+    if isinstance(exc, RPCError):
+        return exc.status in UNAVAILABLE
+    return isinstance(exc, (ConnectionError, TimeoutError, OSError, RuntimeError))
+
+
+@dataclass(frozen=True)
+class Synced:
+    """What Temporal holds after a reconcile."""
+
+    schedule_id: str
+    namespace: str
+    outcome: Literal["created", "updated", "unchanged", "corrected", "recreated"]
+    fingerprint: str
+    description: ScheduleDescription
+    drift: Drift | None = None
+
+
+class Clients:
+    """One Temporal client per namespace, sharing one connection."""
+
+    def __init__(self, client: Client) -> None:
+        self.default = client
+        self._by_namespace: dict[str, Client] = {client.namespace: client}
+
+    def get(self, namespace: str | None) -> Client:
+        """The client of a namespace (the default one when None)."""
+        if namespace is None:
+            return self.default
+        found = self._by_namespace.get(namespace)
+        if found is None:
+            config = self.default.config()
+            config["namespace"] = namespace
+            found = Client(**config)
+            self._by_namespace[namespace] = found
+        return found
+
+
+async def describe(handle: ScheduleHandle) -> ScheduleDescription | None:
+    """A schedule's description, or None when it does not exist."""
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def _check_owner(resource: models.Schedule, description: ScheduleDescription) -> None:
+    owner = memo_owner(description)
+    wanted = owner_of(resource.metadata.namespace, resource.metadata.name)
+    if owner != wanted:
+        who = f"owned by {owner}" if owner else "not created by Muster"
+        raise ForeignSchedule(
+            f"Temporal schedule {description.id} already exists and is {who}; the operator "
+            f"does not take over schedules it did not create. Delete it in Temporal, or set "
+            f"spec.temporal.scheduleId to another id"
+        )
+
+
+async def apply_schedule(
+    client: Client,
+    resource: models.Schedule,
+    *,
+    remaining_from_spec: bool = True,
+    outcome_if_exists: Literal["updated", "corrected"] = "updated",
+) -> Synced:
+    """Create the schedule, or update it to the desired state (owner checked).
+
+    ``remaining_from_spec=False`` keeps Temporal's count of remaining actions (it counts
+    down with every run) instead of resetting it to ``spec.remainingActions``.
+    """
+    sid = schedule_id(resource)
+    desired = desired_schedule(resource)
+    handle = client.get_schedule_handle(sid)
+    outcome: Literal["created", "updated", "unchanged", "corrected", "recreated"]
+    current = await describe(handle)
+    if current is None:
+        try:
+            await client.create_schedule(
+                sid,
+                desired,
+                memo=schedule_memo(resource),
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.PATTERN, "schedule"),
+                        SearchAttributePair(
+                            sa.SCHEDULE,
+                            owner_of(resource.metadata.namespace, resource.metadata.name),
+                        ),
+                    ]
+                ),
+            )
+            outcome = "created" if outcome_if_exists == "updated" else "recreated"
+        except ScheduleAlreadyRunningError:
+            # Someone created it between describe and create: an update decides below.
+            current = await describe(handle)
+            if current is None:
+                raise TemporalUnavailable(f"schedule {sid} flickered; retrying") from None
+    if current is not None:
+        _check_owner(resource, current)
+
+        def update(state: ScheduleUpdateInput) -> ScheduleUpdate:
+            # The conflict token of this description guards against concurrent writers.
+            _check_owner(resource, state.description)
+            now = state.description.schedule.state
+            if not remaining_from_spec and now.limited_actions and desired.state.limited_actions:
+                desired.state.remaining_actions = now.remaining_actions
+            return ScheduleUpdate(schedule=desired)
+
+        await handle.update(update)
+        outcome = outcome_if_exists
+    after = await handle.describe()
+    return Synced(
+        schedule_id=sid,
+        namespace=client.namespace,
+        outcome=outcome,
+        fingerprint=fingerprint(after.raw_description.schedule),
+        description=after,
+    )
+
+
+async def check_and_correct(
+    client: Client, resource: models.Schedule, synced_fingerprint: str | None
+) -> Synced:
+    """The drift check: leave a matching schedule alone, correct or recreate one that drifted."""
+    sid = schedule_id(resource)
+    handle = client.get_schedule_handle(sid)
+    current = await describe(handle)
+    if current is None:
+        synced = await apply_schedule(client, resource, outcome_if_exists="corrected")
+        return Synced(
+            sid,
+            synced.namespace,
+            "recreated",
+            synced.fingerprint,
+            synced.description,
+            Drift(True, "the schedule was deleted in Temporal"),
+        )
+    _check_owner(resource, current)
+    drift = detect_drift(current, synced_fingerprint, resource.spec.suspend)
+    if not drift.changed:
+        return Synced(sid, client.namespace, "unchanged", synced_fingerprint or "", current, drift)
+    synced = await apply_schedule(
+        client, resource, remaining_from_spec=False, outcome_if_exists="corrected"
+    )
+    return Synced(sid, synced.namespace, "corrected", synced.fingerprint, synced.description, drift)
+
+
+async def delete_schedule(client: Client, resource: models.Schedule) -> str:
+    """Delete the resource's schedule; gone already is fine, a foreign one is left alone."""
+    sid = schedule_id(resource)
+    handle = client.get_schedule_handle(sid)
+    current = await describe(handle)
+    if current is None:
+        return f"schedule {sid} was already gone"
+    try:
+        _check_owner(resource, current)
+    except ForeignSchedule:
+        return f"schedule {sid} is not owned by this resource; left alone"
+    try:
+        await handle.delete()
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    return f"deleted schedule {sid}"
+
+
+async def trigger(client: Client, resource: models.Schedule, token: str) -> None:
+    """Start one run now; the same token twice is one run (stable request id)."""
+    sid = schedule_id(resource)
+    await client.workflow_service.patch_schedule(
+        PatchScheduleRequest(
+            namespace=client.namespace,
+            schedule_id=sid,
+            patch=SchedulePatch(
+                trigger_immediately=TriggerImmediatelyRequest(
+                    overlap_policy=int(OVERLAP[resource.spec.policy.overlap])  # type: ignore[arg-type]
+                )
+            ),
+            identity=client.identity,
+            request_id=request_id(sid, "trigger", token),
+        ),
+        retry=True,
+    )
+
+
+async def backfill(client: Client, resource: models.Schedule, request: BackfillRequest) -> None:
+    """Run the schedule's actions for a time range; the same token twice is one backfill."""
+    sid = schedule_id(resource)
+    proto: BackfillProto = ScheduleBackfill(
+        start_at=request.start_at, end_at=request.end_at, overlap=OVERLAP[request.overlap]
+    )._to_proto()
+    await client.workflow_service.patch_schedule(
+        PatchScheduleRequest(
+            namespace=client.namespace,
+            schedule_id=sid,
+            patch=SchedulePatch(backfill_request=[proto]),
+            identity=client.identity,
+            request_id=request_id(sid, "backfill", request.token),
+        ),
+        retry=True,
+    )
+
+
+async def pollers(client: Client, task_queue: str) -> int:
+    """How many workers poll a task queue for workflow tasks right now."""
+    response = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        ),
+        retry=True,
+    )
+    return len(response.pollers)
+
+
+__all__ = [
+    "Clients",
+    "ForeignSchedule",
+    "SpecError",
+    "Synced",
+    "TemporalUnavailable",
+    "apply_schedule",
+    "backfill",
+    "check_and_correct",
+    "delete_schedule",
+    "pollers",
+    "trigger",
+    "unavailable",
+]
