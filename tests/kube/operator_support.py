@@ -1,0 +1,186 @@
+"""The operator under test: a real ``python -m muster_operator`` process against the kube
+tier's control plane and the session's Temporal dev server, plus small API helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from muster_runtime.localstack.kube import KubeAccess
+from muster_runtime.localstack.process import ManagedProcess, free_port
+from muster_runtime.polling import wait_until
+from tests.helpers import http_get, start_service
+
+GROUP, VERSION = "muster.io", "v1alpha1"
+CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "muster" / "crds"
+
+
+@dataclass
+class OperatorProcess:
+    """One operator process; ``restart()`` keeps its settings."""
+
+    env: dict[str, str]
+    log: Path
+    process: ManagedProcess | None = None
+    metrics_port: int = field(default_factory=free_port)
+    liveness_port: int = field(default_factory=free_port)
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        env = {
+            **self.env,
+            "MUSTER_OPERATOR_HTTP__HOST": "127.0.0.1",
+            "MUSTER_OPERATOR_HTTP__PORT": str(self.metrics_port),
+            "MUSTER_OPERATOR_LIVENESS_PORT": str(self.liveness_port),
+            "MUSTER_OPERATOR_LOG__FORMAT": "text",
+        }
+        self.process = start_service(
+            "muster_operator", env, self.log.with_suffix(f".{self.starts}.log")
+        )
+
+        def alive() -> bool:
+            assert self.process is not None
+            assert self.process.running(), f"operator exited:\n{self.process.tail()}"
+            try:
+                return http_get(f"http://127.0.0.1:{self.liveness_port}/healthz")[0] == 200
+            except OSError:
+                return False
+
+        wait_until(alive, what="the operator's liveness endpoint", timeout=60)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(grace=20)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metrics(self) -> str:
+        return http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")[1]
+
+    def tail(self) -> str:
+        return self.process.tail(60) if self.process else "(not running)"
+
+
+def operator_env(
+    kube: KubeAccess, temporal_address: str, *, namespaces: list[str], policy_namespace: str
+) -> dict[str, str]:
+    """Environment of an operator watching ``namespaces`` (globs allowed)."""
+    return {
+        **kube.env(),
+        "TEMPORAL_ADDRESS": temporal_address,
+        "TEMPORAL_NAMESPACE": "default",
+        "MUSTER_OPERATOR_NAMESPACES": json.dumps(namespaces),
+        "MUSTER_OPERATOR_RESYNC_SECONDS": "1",
+        "MUSTER_OPERATOR_MAX_BACKOFF_SECONDS": "2",
+        "MUSTER_OPERATOR_POLICY_CONFIGMAP_NAMESPACE": policy_namespace,
+        "OTEL_SDK_DISABLED": "true",
+        "PATH": os.environ.get("PATH", ""),
+    }
+
+
+class Resources:
+    """Muster custom resources of one kind in one namespace."""
+
+    def __init__(
+        self, api: client.CustomObjectsApi, namespace: str, plural: str, kind: str
+    ) -> None:
+        self.api, self.namespace, self.plural, self.kind = api, namespace, plural, kind
+
+    def body(self, name: str, spec: Mapping[str, Any], **metadata: Any) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": self.kind,
+            "metadata": {"name": name, **metadata},
+            "spec": dict(spec),
+        }
+
+    def create(self, name: str, spec: Mapping[str, Any], **metadata: Any) -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            self.api.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, self.plural, self.body(name, spec, **metadata)
+            ),
+        )
+
+    def get(self, name: str) -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            self.api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, self.plural, name
+            ),
+        )
+
+    def patch(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            self.api.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, self.plural, name, dict(patch)
+            ),
+        )
+
+    def delete(self, name: str) -> None:
+        self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, self.plural, name)
+
+    def gone(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return True
+            raise
+        return False
+
+    def condition(self, name: str, kind: str) -> dict[str, Any] | None:
+        for condition in (self.get(name).get("status") or {}).get("conditions") or []:
+            if condition["type"] == kind:
+                return cast(dict[str, Any], condition)
+        return None
+
+    def wait_condition(
+        self, name: str, kind: str, status: str, reason: str | None = None, timeout: float = 30
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            found = self.condition(name, kind)
+            if found and found["status"] == status and reason in (None, found["reason"]):
+                return found
+            return None
+
+        return wait_until(
+            check, what=f"{self.kind} {name}: {kind}={status} ({reason})", timeout=timeout
+        )
+
+    def wait_synced(self, name: str, timeout: float = 30) -> dict[str, Any]:
+        """The resource once status says the current generation is in Temporal."""
+
+        def check() -> dict[str, Any] | None:
+            body = self.get(name)
+            status = body.get("status") or {}
+            ready = [c for c in status.get("conditions") or [] if c["type"] == "Ready"]
+            if (
+                status.get("observedGeneration") == body["metadata"]["generation"]
+                and ready
+                and ready[0]["status"] == "True"
+            ):
+                return body
+            return None
+
+        return wait_until(check, what=f"{self.kind} {name} to be Ready", timeout=timeout)
+
+
+def events(
+    core: client.CoreV1Api, namespace: str, name: str
+) -> list[tuple[str | None, str | None, str | None]]:
+    """``(type, reason, message)`` of the Events about one object."""
+    listed = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+    return [(e.type, e.reason, e.message) for e in listed.items]
