@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from temporalio import activity
@@ -93,7 +93,18 @@ class SchedulingActivities:
     @activity.defn(name="scheduling.daily_report")
     async def daily_report(self, window: ReportWindow) -> DailyReport:
         """Sum the payment ledger of one business day and store the report (idempotent)."""
-        start, end = day_bounds(window.business_date, window.time_zone)
+        try:
+            zone = ZoneInfo(window.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ApplicationError(
+                f"time_zone {window.time_zone!r} is not an IANA time zone (like Europe/Berlin)",
+                non_retryable=True,
+            ) from None
+        business_date = window.scheduled_at.astimezone(zone).date() - timedelta(
+            days=window.days_back
+        )
+        report_id = f"daily-report-{business_date.isoformat()}"
+        start, end = day_bounds(business_date, window.time_zone)
         ledger = await self._get("/payment/ledger")
         totals: dict[str, CurrencyTotals] = defaultdict(lambda: CurrencyTotals(currency=""))
         orders: set[str] = set()
@@ -110,10 +121,10 @@ class SchedulingActivities:
                 entry.currency = refund["currency"]
                 entry.refunded_minor += int(refund["amount_minor"])
                 entry.refunds += 1
-        path = self.reports_dir / f"{window.report_id}.json"
+        path = self.reports_dir / f"{report_id}.json"
         report = DailyReport(
-            report_id=window.report_id,
-            business_date=window.business_date,
+            report_id=report_id,
+            business_date=business_date,
             time_zone=window.time_zone,
             orders=len(orders),
             totals=sorted(totals.values(), key=lambda t: t.currency),

@@ -52,10 +52,10 @@ class DailyReport(BaseModel):
 
 
 class ReportWindow(BaseModel):
-    """The activity's input: a day in a time zone, and the report's id."""
+    """The activity's input: the scheduled time, and which day before it in which zone."""
 
-    report_id: str
-    business_date: date
+    scheduled_at: datetime
+    days_back: int
     time_zone: str
 
 

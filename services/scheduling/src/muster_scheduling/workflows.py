@@ -4,8 +4,7 @@ or backfilled run does the same work as an on-time one."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
@@ -39,7 +38,7 @@ def scheduled_time() -> datetime:
 
 def run_key(moment: datetime) -> str:
     """An id-safe key of a scheduled time: ``20261125T060000Z``."""
-    return moment.astimezone(ZoneInfo("UTC")).strftime("%Y%m%dT%H%M%SZ")
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 @workflow.defn(name="DailyReport")
@@ -49,13 +48,13 @@ class DailyReportWorkflow:
     @workflow.run
     async def run(self, request: DailyReportInput | None = None) -> DailyReport:
         request = request or DailyReportInput()
-        local = scheduled_time().astimezone(ZoneInfo(request.time_zone))
-        day = local.date() - timedelta(days=request.days_back)
+        # The business day is computed by the activity: time zones are files on disk,
+        # which the workflow sandbox keeps out of workflow code.
         return await workflow.execute_activity_method(
             SchedulingActivities.daily_report,
             ReportWindow(
-                report_id=f"daily-report-{day.isoformat()}",
-                business_date=day,
+                scheduled_at=scheduled_time(),
+                days_back=request.days_back,
                 time_zone=request.time_zone,
             ),
             start_to_close_timeout=CALL_TIMEOUT,
