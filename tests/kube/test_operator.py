@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -40,7 +43,7 @@ from temporalio.worker import Worker
 
 from muster_runtime.localstack.kube import KubeAccess
 from muster_runtime.localstack.process import free_port
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
+from muster_runtime.localstack.temporal import DevServer, DevServerConfig, find_tool
 from muster_runtime.polling import async_wait_until, wait_until
 from muster_runtime.search_attributes import cli_types
 from muster_runtime.settings import TemporalSettings
@@ -311,6 +314,111 @@ async def test_trigger_and_backfill_act_once_per_token(
         what="an InvalidBackfill event",
     )
     assert await actions(client, schedule_id) == 5
+
+
+@pytest.fixture
+def kubectl_muster(kube: KubeAccess, temporal_settings: TemporalSettings) -> Run:
+    """``kubectl muster ...``: kubectl finds the plugin on the PATH, as a user's would."""
+    kubectl = find_tool("kubectl", "MUSTER_KUBECTL_BIN", "run `make venv`")
+    scripts = Path(sys.executable).parent  # where kubectl-muster is installed
+    env = {
+        **os.environ,
+        **kube.env(),
+        "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}",
+        "TEMPORAL_ADDRESS": temporal_settings.address,
+        "TEMPORAL_NAMESPACE": temporal_settings.namespace,
+    }
+
+    def run(*args: str, input: str | None = None, check: bool = True) -> Any:
+        del input
+        result = subprocess.run(
+            [str(kubectl), "muster", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"kubectl muster {' '.join(args)}: {result.stdout}{result.stderr}")
+        return result
+
+    return run
+
+
+async def test_kubectl_muster_plugin(
+    schedules: Resources,
+    client: Client,
+    task_queue: str,
+    namespace: str,
+    kubectl_muster: Run,
+) -> None:
+    schedules.create("plugged", {**spec(task_queue), "policy": {"overlap": "AllowAll"}})
+    schedules.wait_synced("plugged")
+    schedule_id = f"{namespace}.plugged"
+    ns = ("-n", namespace)
+
+    async def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result: subprocess.CompletedProcess[str] = await asyncio.to_thread(
+            kubectl_muster, *ns, *args, check=check
+        )
+        return result
+
+    triggered = await run("trigger", "plugged", "--token", "cli-1")
+    assert "schedule.muster.io/plugged triggered" in triggered.stdout
+    assert schedules.get("plugged")["status"]["lastHandledTrigger"] == "cli-1"
+    await async_wait_until(lambda: _count_is(client, schedule_id, 1), what="one action")
+    # The same token again is a no-op: the operator already acted on it.
+    await run("trigger", "plugged", "--token", "cli-1")
+    assert await actions(client, schedule_id) == 1
+
+    backfilled = await run(
+        "backfill", "plugged", "--start", "2026-01-01T00:00:00Z", "--end", "2026-01-03T12:00:00Z"
+    )
+    assert "backfilled 2026-01-01T00:00:00+00:00 to 2026-01-03T12:00:00+00:00" in backfilled.stdout
+    # 06:00 on the 1st, 2nd and 3rd, plus the trigger.
+    await async_wait_until(lambda: _count_is(client, schedule_id, 4), what="four actions")
+
+    await run("suspend", "plugged")
+    assert (await client.get_schedule_handle(schedule_id).describe()).schedule.state.paused
+    assert schedules.get("plugged")["spec"]["suspend"] is True
+    again = await run("suspend", "plugged")
+    assert "already suspended" in again.stdout
+
+    described = await run("describe", "plugged", "-o", "json")
+    view = json.loads(described.stdout)
+    assert view["scheduleId"] == schedule_id
+    assert view["owner"] == f"{namespace}/plugged"
+    assert view["state"]["paused"] is True
+    assert view["actions"]["taken"] == 4
+    assert view["spec"]["calendars"][0]["hour"] == "6"
+    assert view["workflow"] == {
+        "type": "OperatorTestNoop",
+        "taskQueue": task_queue,
+        "id": schedule_id,
+    }
+    assert view["kubernetes"]["conditions"]["Suspended"] == "True (SuspendedBySpec)"
+    text = (await run("describe", "plugged")).stdout
+    assert f"Schedule ID:      {schedule_id}" in text
+    assert "State:            paused (suspended by spec.suspend)" in text
+
+    await run("resume", "plugged")
+    assert not (await client.get_schedule_handle(schedule_id).describe()).schedule.state.paused
+
+    # Mistakes get a clear message and change nothing.
+    missing = await run("trigger", "nope", check=False)
+    assert missing.returncode == 1
+    assert 'Schedule "nope" not found in namespace' in missing.stderr
+    backwards = await run(
+        "backfill", "plugged", "--start", "2026-01-03T00:00:00Z", "--end", "2026-01-01T00:00:00Z",
+        check=False,
+    )  # fmt: skip
+    assert backwards.returncode == 2
+    assert "--end must be after --start" in backwards.stderr
+    naive = await run("backfill", "plugged", "--start", "2026-01-03", "--end", "x", check=False)
+    assert naive.returncode == 2
+    assert "has no time zone" in naive.stderr
+    assert await actions(client, schedule_id) == 4
 
 
 async def _count_is(client: Client, schedule_id: str, wanted: int) -> bool:

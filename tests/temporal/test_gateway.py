@@ -6,7 +6,11 @@ receiver, idempotent order placement, and a large order waiting for a person."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +22,7 @@ from temporalio.client import Client
 
 from muster_runtime.localstack.process import wait_for_exit
 from tests.helpers import REPO, async_wait_until
-from tests.platform_support import Platform, platform
+from tests.platform_support import TOKENS, Platform, platform
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -304,3 +308,62 @@ def _async(check: Any) -> Any:
         return await asyncio.to_thread(check)
 
     return wrapped
+
+
+def kubectl_muster(running: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``kubectl-muster`` plugin as kubectl runs it (its own process)."""
+    return subprocess.run(
+        [sys.executable, "-m", "muster_operator.kubectl", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "MUSTER_GATEWAY_URL": running.gateway},
+    )
+
+
+async def test_kubectl_muster_lists_and_decides_approvals(running: Platform) -> None:
+    created = await create(running, "dave", purchase("Plugin desk"))
+    request_id = created["request"]["request_id"]
+    await _wait_asked(running, "alice", request_id)
+
+    alice = ("approvals", "--token", TOKENS["alice"])
+    listed = await asyncio.to_thread(
+        kubectl_muster, running, *alice, "list", "--status", "pending", "-o", "json"
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert request_id in {row["request_id"] for row in json.loads(listed.stdout)}
+    table = await asyncio.to_thread(kubectl_muster, running, *alice, "list")
+    assert table.stdout.splitlines()[0].split()[:3] == ["REQUEST", "STATUS", "POLICY"]
+    assert any(line.startswith(request_id) for line in table.stdout.splitlines())
+
+    # Bad input says what to do; nothing is decided by it.
+    no_reason = await asyncio.to_thread(kubectl_muster, running, *alice, "reject", request_id)
+    assert no_reason.returncode == 2
+    assert "reject needs --reason" in no_reason.stderr
+    no_token = await asyncio.to_thread(kubectl_muster, running, "approvals", "list")
+    assert no_token.returncode == 2
+    assert "--token or set MUSTER_TOKEN" in no_token.stderr
+    wrong = await asyncio.to_thread(kubectl_muster, running, "approvals", "--token", "nope", "list")
+    assert wrong.returncode == 1
+    assert "the gateway answered 401" in wrong.stderr
+    # dave asked for it: he may not decide it.
+    self_approval = await asyncio.to_thread(
+        kubectl_muster, running, "approvals", "--token", TOKENS["dave"], "approve", request_id
+    )
+    assert self_approval.returncode == 1
+    assert "the gateway answered 403" in self_approval.stderr
+
+    approved = await asyncio.to_thread(
+        kubectl_muster, running, *alice, "approve", request_id, "--reason", "fine"
+    )
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == f"approval {request_id}: pending (1 of 2 approvals)"
+    bob = ("approvals", "--token", TOKENS["bob"])
+    second = await asyncio.to_thread(kubectl_muster, running, *bob, "approve", request_id)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == f"approval {request_id}: approved"
+    async with running.client("alice") as api:
+        state = (await api.get(f"/v1/approvals/{request_id}")).json()
+    assert state["status"] == "approved"
+    assert [d["approver"] for d in state["decisions"]] == ["alice", "bob"]
