@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -43,6 +44,26 @@ def test_json_line_fields_and_extras(capture: tuple[logging.Logger, io.StringIO]
     assert entry["items"] == ["a", "b"]
     assert "trace_id" not in entry  # no span, no ids
     assert str(entry["ts"]).endswith("+00:00")
+
+
+def test_opaque_extras_are_left_out(capture: tuple[logging.Logger, io.StringIO]) -> None:
+    """A library's settings object (kopf attaches one to every record) is not logged."""
+
+    class Settings:
+        def __repr__(self) -> str:
+            return "Settings(" + "x" * 5000 + ")"
+
+    logger, stream = capture
+    when = datetime(2026, 11, 25, 6, tzinfo=UTC)
+    logger.warning(
+        "timer stuck",
+        extra={"settings": Settings(), "k8s_ref": {"name": "s-1", "obj": Settings()}, "at": when},
+    )
+    (entry,) = lines(stream)
+    assert "settings" not in entry
+    assert entry["k8s_ref"] == {"name": "s-1"}
+    assert entry["at"] == "2026-11-25 06:00:00+00:00"
+    assert len(json.dumps(entry)) < 500
 
 
 def test_trace_and_span_ids_inside_a_span(capture: tuple[logging.Logger, io.StringIO]) -> None:

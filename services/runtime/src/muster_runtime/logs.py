@@ -10,8 +10,12 @@ import json
 import logging
 import sys
 import traceback
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
 from typing import Any, TextIO
+from uuid import UUID
 
 from opentelemetry import trace
 
@@ -21,14 +25,25 @@ _STANDARD_ATTRS = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 
+# Extras of these types are logged as text; other objects (a library's settings object, a
+# client) are left out: their repr is not data and can be kilobytes per line (kopf attaches
+# its whole OperatorSettings to every record).
+_TEXT_TYPES = (datetime, date, timedelta, PurePath, Enum, UUID, Decimal)
+_OPAQUE = object()
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {
+            str(k): v for k, v in ((k, _jsonable(v)) for k, v in value.items()) if v is not _OPAQUE
+        }
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    return str(value)
+        return [v for v in (_jsonable(v) for v in value) if v is not _OPAQUE]
+    if isinstance(value, _TEXT_TYPES):
+        return str(value)
+    return _OPAQUE
 
 
 class JsonFormatter(logging.Formatter):
@@ -52,7 +67,9 @@ class JsonFormatter(logging.Formatter):
             entry["span_id"] = format(span_context.span_id, "016x")
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = _jsonable(value)
+                data = _jsonable(value)
+                if data is not _OPAQUE:
+                    entry[key] = data
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
