@@ -95,6 +95,27 @@ def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
         for name in ("MusterPattern", "MusterStatus", "MusterNeedsAttention", "MusterApprovers"):
             assert name in listing
 
+        # The example schedules were applied with `muster apply`, and the scheduling worker
+        # runs them: a triggered health check of the backends completes.
+        for name in ("daily-report", "health-check", "weekday-sync"):
+            assert f"schedules: schedule default/{name} created" in text, text
+        address = ("--address", f"127.0.0.1:{temporal_port}")
+        subprocess.run(
+            [str(TEMPORAL), "schedule", "trigger", "--schedule-id", "default.health-check",
+             *address],
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+
+        def health_checked() -> bool:
+            listed = subprocess.run(
+                [str(TEMPORAL), "workflow", "count", *address, "--query",
+                 "WorkflowType = 'HealthCheck' AND ExecutionStatus = 'Completed'"],
+                capture_output=True, text=True, timeout=60, check=True,
+            ).stdout  # fmt: skip
+            return "Total: 0" not in listed and "Total:" in listed
+
+        wait_until(health_checked, what="the triggered health check to complete", timeout=60)
+
         # The gateway serves the approver page, and the README's demo logins work.
         gateway_api = info["services"]["gateway"]["api_url"]
         assert f"{gateway_api}/ui/" in text

@@ -40,6 +40,7 @@ def _up(args: argparse.Namespace) -> int:
             "base_port": args.base_port,
             "namespace": args.namespace,
             "services": args.services,
+            "schedules": args.schedules,
         }.items()
         if value is not None
     }
@@ -138,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--services",
         type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
         help="comma-separated subset of services to run (default: all installed)",
+    )
+    up.add_argument(
+        "--schedules",
+        help="folder of Schedule files to apply once ready (default examples/schedules; "
+        "'' loads none)",
     )
     up.set_defaults(func=_up)
 

@@ -17,6 +17,6 @@ SERVICE = ServiceSpec(
     description="scheduling worker (daily report, data sync, health check, reminders)",
     settings="muster_scheduling.worker:SchedulingSettings",
     kind="worker",
-    order=210,
+    order=310,
     env=_backends,
 )

@@ -76,6 +76,14 @@ class StackSettings(BaseSettings):
     """Seconds each component may take to become ready."""
     max_restarts: int = Field(default=5, ge=0)
     """How often a crashed service is restarted before the stack gives up on it."""
+    schedules: Path | None = Path("examples/schedules")
+    """Schedule files applied with `muster apply` once the stack is ready (the scheduling
+    worker runs them); empty to load none."""
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value in ("", "none") else value
 
     @field_validator("services", mode="before")
     @classmethod
@@ -427,6 +435,30 @@ async def ping_canary(temporal: TemporalSettings) -> str:
     return f"canary ping answered by {result.handled_by} in {elapsed:.0f} ms"
 
 
+async def apply_schedules(folder: Path, temporal: TemporalSettings) -> list[str]:
+    """``muster apply -f folder`` against the stack (the operator's reconcile core, in its
+    own process); its output lines, or why nothing was applied."""
+    if not await asyncio.to_thread(folder.is_dir):
+        return [f"schedules: {folder} is not a folder; none loaded"]
+    if not any(e.name == "apply" for e in entry_points(group="muster.commands")):
+        return ["schedules: `muster apply` is not installed (package muster-operator); none loaded"]
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal.address,
+        "TEMPORAL_NAMESPACE": temporal.namespace,
+        "OTEL_SDK_DISABLED": "true",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "muster_runtime.cli", "apply", "-f", str(folder),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await process.communicate()
+    lines = [f"schedules: {line}" for line in output.decode().splitlines() if line.strip()]
+    if process.returncode != 0:
+        lines.append(f"WARNING: loading {folder} failed (exit {process.returncode})")
+    return lines
+
+
 async def run_stack(settings: StackSettings, out: Callable[[str], None] = print) -> int:
     """Run the whole stack until Ctrl-C/SIGTERM; returns the exit status."""
     stack = LocalStack(settings, out=out)
@@ -470,6 +502,9 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
                 except Exception as exc:
                     # The stack stays up so the UI and logs can show what is wrong.
                     out(f"WARNING: the canary ping failed ({exc!r}); see {stack.state_dir}/logs")
+            if settings.schedules is not None:
+                for line in await apply_schedules(settings.schedules, temporal):
+                    out(line)
             stack.write_state()
             out(stack.summary())
             await stack.supervise(stop, envs)
