@@ -1,8 +1,9 @@
 """``python -m muster_operator``: run the operator (kopf) until SIGTERM/SIGINT.
 
 Runs standalone (no kopf peering): deploy one replica with the ``Recreate`` strategy. Two
-replicas would both act; Temporal's conflict tokens keep their schedule writes consistent,
-but triggers and events would be doubled.
+replicas would both act: Temporal's conflict tokens keep their schedule writes consistent and
+stable request ids make Temporal drop a repeated trigger, but Events and status writes would
+be doubled.
 """
 
 from __future__ import annotations

@@ -79,6 +79,9 @@ class Operator:
         self._clients: Clients | None = None
         self._lock = asyncio.Lock()
         self.core: k8s.CoreV1Api | None = None
+        # controller-runtime's MaxConcurrentReconciles: a burst of resources queues here
+        # instead of all talking to Temporal at once.
+        self.workers = asyncio.Semaphore(settings.max_concurrent_reconciles)
 
     async def clients(self) -> Clients:
         """Temporal clients, connecting on first use (Temporal may be down at start)."""
@@ -323,7 +326,7 @@ async def sync_schedule(
     **_: Any,
 ) -> None:
     """Create or update the Temporal schedule to match the resource."""
-    with metrics.reconciling("schedule") as outcome:
+    async with metrics.reconciling("schedule", _operator(memo).workers) as outcome:
         try:
             await _reconcile_schedule(
                 body,
@@ -346,7 +349,7 @@ async def schedule_requests(
     annotations = body["metadata"].get("annotations") or {}
     if TRIGGER_ANNOTATION not in annotations and BACKFILL_ANNOTATION not in annotations:
         return
-    with metrics.reconciling("schedule") as outcome:
+    async with metrics.reconciling("schedule", _operator(memo).workers) as outcome:
         try:
             await _reconcile_schedule(body, patch, memo, retry, drift_check=True)
         except kopf.TemporaryError:
@@ -363,7 +366,7 @@ async def resync_schedule(
     if status.get("observedGeneration") != body["metadata"].get("generation"):
         # The sync handler has not finished this generation; it will write everything.
         return
-    with metrics.reconciling("schedule") as outcome:
+    async with metrics.reconciling("schedule", _operator(memo).workers) as outcome:
         try:
             await _reconcile_schedule(body, patch, memo, retry, drift_check=True)
         except kopf.PermanentError:
@@ -383,7 +386,7 @@ async def delete_schedule_handler(body: kopf.Body, memo: kopf.Memo, retry: int, 
     if resource.spec.deletion_policy == "Orphan":
         log.info("%s: deletionPolicy Orphan, Temporal schedule kept", body["metadata"]["name"])
         return
-    with metrics.reconciling("schedule") as outcome:
+    async with metrics.reconciling("schedule", _operator(memo).workers) as outcome:
         try:
             clients = await _operator(memo).clients()
             client = clients.get(temporal_namespace(resource, clients.default.namespace))
@@ -538,7 +541,7 @@ async def sync_policy(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: str, **_: Any
 ) -> None:
     """Publish the policy snapshot and keep its reminder schedule."""
-    with metrics.reconciling("approvalpolicy") as outcome:
+    async with metrics.reconciling("approvalpolicy", _operator(memo).workers) as outcome:
         try:
             await _reconcile_policy(body, patch, memo, retry, drift_check=reason == "resume")
         except kopf.TemporaryError:
@@ -554,7 +557,7 @@ async def resync_policy(
     status = body.get("status") or {}
     if status.get("observedGeneration") != body["metadata"].get("generation"):
         return
-    with metrics.reconciling("approvalpolicy") as outcome:
+    async with metrics.reconciling("approvalpolicy", _operator(memo).workers) as outcome:
         try:
             await _reconcile_policy(body, patch, memo, retry, drift_check=True)
         except kopf.PermanentError:

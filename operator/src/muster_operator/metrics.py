@@ -3,9 +3,10 @@ alerts written for Go operators work unchanged, plus Muster's own."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -30,6 +31,12 @@ ACTIVE_WORKERS = Gauge(
     "Number of currently used workers per controller",
     ["controller"],
 )
+QUEUE_DURATION = Histogram(
+    "workqueue_queue_duration_seconds",
+    "How long in seconds an item stays in workqueue before being requested",
+    ["name"],
+    buckets=(0.001, 0.01, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 SCHEDULE_SYNCS = Counter(
     "muster_operator_schedule_syncs_total",
     "Writes of Temporal schedules by outcome (created, updated, corrected, recreated, ...)",
@@ -52,21 +59,30 @@ class Outcome:
         self.result = "success"
 
 
-@contextmanager
-def reconciling(controller: str) -> Iterator[Outcome]:
-    """Count and time one reconcile; an exception counts as an error and is re-raised."""
+@asynccontextmanager
+async def reconciling(controller: str, workers: asyncio.Semaphore) -> AsyncIterator[Outcome]:
+    """Wait for one of the controller's workers, then count and time one reconcile.
+
+    As in controller-runtime, at most ``MUSTER_OPERATOR_MAX_CONCURRENT_RECONCILES`` run at
+    once; the wait is ``workqueue_queue_duration_seconds``, the work is
+    ``controller_runtime_reconcile_time_seconds``. An exception counts as an error and is
+    re-raised.
+    """
     outcome = Outcome()
-    ACTIVE_WORKERS.labels(controller).inc()
-    started = time.perf_counter()
-    try:
-        yield outcome
-    except BaseException:
-        if outcome.result == "success":
-            outcome.result = "error"
-        raise
-    finally:
-        ACTIVE_WORKERS.labels(controller).dec()
-        RECONCILE_TIME.labels(controller).observe(time.perf_counter() - started)
-        RECONCILE_TOTAL.labels(controller, outcome.result).inc()
-        if outcome.result == "error":
-            RECONCILE_ERRORS.labels(controller).inc()
+    queued = time.perf_counter()
+    async with workers:
+        QUEUE_DURATION.labels(controller).observe(time.perf_counter() - queued)
+        ACTIVE_WORKERS.labels(controller).inc()
+        started = time.perf_counter()
+        try:
+            yield outcome
+        except BaseException:
+            if outcome.result == "success":
+                outcome.result = "error"
+            raise
+        finally:
+            ACTIVE_WORKERS.labels(controller).dec()
+            RECONCILE_TIME.labels(controller).observe(time.perf_counter() - started)
+            RECONCILE_TOTAL.labels(controller, outcome.result).inc()
+            if outcome.result == "error":
+                RECONCILE_ERRORS.labels(controller).inc()

@@ -31,5 +31,8 @@ class OperatorSettings(ServiceSettings):
     """Client-side bound on one watch request (a little above the server's)."""
     liveness_port: Port = 8080
     """Port of kopf's liveness endpoint (/healthz)."""
+    max_concurrent_reconciles: int = Field(default=10, ge=1, le=1000)
+    """Reconciles that run at once (controller-runtime's MaxConcurrentReconciles); more
+    wait in line, measured by workqueue_queue_duration_seconds."""
     max_backoff_seconds: float = Field(default=60.0, gt=0)
     """Longest wait between retries while Temporal is unreachable."""

@@ -143,29 +143,29 @@ async def apply_schedule(
     desired = desired_schedule(resource)
     handle = client.get_schedule_handle(sid)
     outcome: Literal["created", "updated", "unchanged", "corrected", "recreated"]
-    current = await describe(handle)
-    if current is None:
-        try:
-            await client.create_schedule(
-                sid,
-                desired,
-                memo=schedule_memo(resource),
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.PATTERN, "schedule"),
-                        SearchAttributePair(
-                            sa.SCHEDULE,
-                            owner_of(resource.metadata.namespace, resource.metadata.name),
-                        ),
-                    ]
-                ),
-            )
-            outcome = "created" if outcome_if_exists == "updated" else "recreated"
-        except ScheduleAlreadyRunningError:
-            # Someone created it between describe and create: an update decides below.
-            current = await describe(handle)
-            if current is None:
-                raise TemporalUnavailable(f"schedule {sid} flickered; retrying") from None
+    # Create first: a new resource (the common case of a burst) costs one call, and
+    # "already exists" falls through to the owner check and an update.
+    current = None
+    try:
+        await client.create_schedule(
+            sid,
+            desired,
+            memo=schedule_memo(resource),
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.PATTERN, "schedule"),
+                    SearchAttributePair(
+                        sa.SCHEDULE,
+                        owner_of(resource.metadata.namespace, resource.metadata.name),
+                    ),
+                ]
+            ),
+        )
+        outcome = "created" if outcome_if_exists == "updated" else "recreated"
+    except ScheduleAlreadyRunningError:
+        current = await describe(handle)
+        if current is None:
+            raise TemporalUnavailable(f"schedule {sid} flickered; retrying") from None
     if current is not None:
         _check_owner(resource, current)
 
