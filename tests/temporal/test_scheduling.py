@@ -80,12 +80,7 @@ async def worker(
             client,
             task_queue=task_queue,
             workflows=list(WORKFLOWS),
-            activities=[
-                activities.daily_report,
-                activities.sync_batch,
-                activities.check_service,
-                activities.remind_pending,
-            ],
+            activities=activities.all(),
             workflow_runner=muster_workflow_runner(),
         ):
             yield SchedulingWorker(task_queue, reports, warehouse)

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,10 @@ class SchedulingActivities:
         self.reports_dir = reports_dir
         self.warehouse = warehouse
         self.client = client
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity, bound to this instance: what a scheduling worker registers."""
+        return [self.daily_report, self.sync_batch, self.check_service, self.remind_pending]
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         try:

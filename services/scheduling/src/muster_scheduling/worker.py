@@ -41,12 +41,7 @@ async def build(client: Client, settings: SchedulingSettings) -> WorkerDefinitio
     )
     return WorkerDefinition(
         workflows=list(WORKFLOWS),
-        activities=[
-            activities.daily_report,
-            activities.sync_batch,
-            activities.check_service,
-            activities.remind_pending,
-        ],
+        activities=activities.all(),
         on_close=[http.aclose],
     )
 
