@@ -4,6 +4,8 @@ and running Muster processes the way a user or Kubernetes runs them."""
 from __future__ import annotations
 
 import os
+import random
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -19,6 +21,7 @@ __all__ = [
     "PollTimeout",
     "async_wait_until",
     "free_port",
+    "free_port_block",
     "http_get",
     "start_service",
     "unique",
@@ -26,6 +29,33 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports (``muster up --base-port``).
+
+    Chosen below the kernel's ephemeral range, where ``free_port()`` and outgoing
+    connections take their ports, so nothing else in the test run lands inside the block
+    between this check and the stack binding it.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        base = random.randrange(10_000, low - count)
+        if all(_bindable(port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports between 10000 and {low}")
 
 
 def unique(prefix: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import REPO, free_port, http_get, wait_until
+from tests.helpers import REPO, free_port, free_port_block, http_get, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -51,7 +51,8 @@ def processes_mentioning(text: str) -> list[int]:
 
 def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    temporal_port, ui_port, base_port = free_port(), free_port(), free_port()
+    # Every service takes a port from the base on (13 with their extra ports, and room).
+    temporal_port, ui_port, base_port = free_port(), free_port(), free_port_block(20)
     up_args = (
         f"--state-dir {state} --temporal-port {temporal_port} --ui-port {ui_port} "
         f"--base-port {base_port}"
