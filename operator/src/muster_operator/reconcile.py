@@ -306,7 +306,11 @@ def detect_drift(
         said = "paused" if paused else "unpaused"
         return Drift(True, f"the schedule was {said} in Temporal but spec.suspend is {suspend}")
     if synced_fingerprint is None:
-        return Drift(True, "the operator has no record of writing this schedule")
+        return Drift(
+            True,
+            "the operator could not confirm its last write (someone else wrote the schedule "
+            "at the same time)",
+        )
     if fingerprint(description.raw_description.schedule) != synced_fingerprint:
         return Drift(True, "the schedule was edited in Temporal")
     return Drift(False, "")

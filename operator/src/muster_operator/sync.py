@@ -80,7 +80,9 @@ class Synced:
     schedule_id: str
     namespace: str
     outcome: Literal["created", "updated", "unchanged", "corrected", "recreated"]
-    fingerprint: str
+    # None: somebody else wrote between the operator's write and its read-back, so what
+    # Temporal holds is not known to be the operator's; the next resync corrects it.
+    fingerprint: str | None
     description: ScheduleDescription
     drift: Drift | None = None
 
@@ -169,8 +171,11 @@ async def apply_schedule(
     if current is not None:
         _check_owner(resource, current)
 
+        tokens: list[bytes] = []
+
         def update(state: ScheduleUpdateInput) -> ScheduleUpdate:
             # The conflict token of this description guards against concurrent writers.
+            tokens.append(state.description.raw_description.conflict_token)
             _check_owner(resource, state.description)
             now = state.description.schedule.state
             if not remaining_from_spec and now.limited_actions and desired.state.limited_actions:
@@ -180,13 +185,25 @@ async def apply_schedule(
         await handle.update(update)
         outcome = outcome_if_exists
     after = await handle.describe()
+    # The read-back is the baseline of drift detection only if nobody wrote in between:
+    # after a create, no update since (pauses are compared on their own); after an update,
+    # the conflict token moved exactly once (Temporal bumps it on every write).
+    if current is None:
+        ours = after.info.last_updated_at is None
+    else:
+        ours = bool(tokens) and _next_token(tokens[-1]) == after.raw_description.conflict_token
     return Synced(
         schedule_id=sid,
         namespace=client.namespace,
         outcome=outcome,
-        fingerprint=fingerprint(after.raw_description.schedule),
+        fingerprint=fingerprint(after.raw_description.schedule) if ours else None,
         description=after,
     )
+
+
+def _next_token(token: bytes) -> bytes:
+    """The conflict token after one more write (Temporal's is a big-endian counter)."""
+    return (int.from_bytes(token, "big") + 1).to_bytes(len(token) or 8, "big")
 
 
 async def check_and_correct(
