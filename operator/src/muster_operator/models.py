@@ -314,6 +314,13 @@ class _Status(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+KOPF_STATUS_DESCRIPTION = (
+    "The operator's bookkeeping (kopf): the spec it last handled and the progress of "
+    "handlers being retried. Kept in status, not annotations, so a reconcile is one status "
+    "write; do not edit."
+)
+
+
 class Condition(_Status):
     """A Kubernetes-style condition (``metav1.Condition``)."""
 
@@ -345,6 +352,7 @@ class ActionCounters(_Status):
 class ScheduleStatus(_Status):
     """What the operator last saw and did."""
 
+    kopf: dict[str, Any] | None = Field(default=None, description=KOPF_STATUS_DESCRIPTION)
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     schedule_id: str | None = None
@@ -370,6 +378,7 @@ class ScheduleStatus(_Status):
 class ApprovalPolicyStatus(_Status):
     """What the operator last saw and did for a policy."""
 
+    kopf: dict[str, Any] | None = Field(default=None, description=KOPF_STATUS_DESCRIPTION)
     observed_generation: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
     published_sha256: str | None = Field(
