@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
@@ -214,8 +215,6 @@ def start_operator(access: KubeAccess, address: str, scratch: Path) -> tuple[Man
 
     def alive() -> bool:
         assert process.running(), process.tail()
-        import urllib.request  # noqa: PLC0415
-
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{liveness_port}/healthz", timeout=2):
                 return True
@@ -392,8 +391,6 @@ async def main_async(count: int) -> None:
 
 
 def _scrape(url: str) -> str:
-    import urllib.request  # noqa: PLC0415
-
     with urllib.request.urlopen(url, timeout=10) as response:
         text: str = response.read().decode()
     return text

@@ -38,6 +38,7 @@ from muster_operator.reconcile import (
     schedule_memo,
 )
 from muster_runtime.policies import REMINDERS_ANNOTATION, ApprovalPolicy
+from muster_runtime.search_attributes import pending_approvals_query
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -403,3 +404,12 @@ def test_models_round_trip_the_examples() -> None:
         resource = parse_schedule(body)
         desired_schedule(resource)  # every example becomes a Temporal schedule
         assert isinstance(resource, models.Schedule)
+
+
+def test_pending_query_takes_only_policy_names() -> None:
+    assert pending_approvals_query("large-orders") == (
+        "MusterPattern = 'approval' AND ExecutionStatus = 'Running' AND "
+        "MusterPolicy = 'large-orders'"
+    )
+    with pytest.raises(ValueError, match="is not an ApprovalPolicy name"):
+        pending_approvals_query("x' OR MusterPolicy != '")

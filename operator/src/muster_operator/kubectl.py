@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from muster_operator.reconcile import (
     schedule_id,
     temporal_namespace,
 )
+from muster_runtime.polling import PollTimeout, wait_until
 from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
 
 GROUP, VERSION, PLURAL = "muster.io", "v1alpha1", "schedules"
@@ -127,19 +127,22 @@ def _wait_status(
     timeout: float,
     what: str,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        body = _read(api, namespace, name)
-        if done(body.get("status") or {}):
-            return body
-        if time.monotonic() >= deadline:
-            ready = _condition(body, "Ready")
-            why = f" (Ready: {ready.get('reason')}: {ready.get('message')})" if ready else ""
-            raise CommandError(
-                f"the operator has not {what} within {timeout:g}s{why}; the request stays "
-                "in the annotation and is acted on when the operator gets to it"
-            )
-        time.sleep(0.5)
+    try:
+        return wait_until(
+            lambda: (
+                body if done((body := _read(api, namespace, name)).get("status") or {}) else None
+            ),
+            what=what,
+            timeout=timeout,
+            interval=0.5,
+        )
+    except PollTimeout:
+        ready = _condition(_read(api, namespace, name), "Ready")
+        why = f" (Ready: {ready.get('reason')}: {ready.get('message')})" if ready else ""
+        raise CommandError(
+            f"the operator has not {what} within {timeout:g}s{why}; the request stays "
+            "in the annotation and is acted on when the operator gets to it"
+        ) from None
 
 
 def _condition(body: dict[str, Any], kind: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from temporalio.client import Client
 from muster_operator import models
 from muster_operator.reconcile import SpecError, describe_errors
 from muster_runtime.policies import REMINDERS_ANNOTATION, PolicySnapshot
+from muster_runtime.search_attributes import pending_approvals_query
 
 REMINDER_WORKFLOW = "ApprovalReminders"
 SHA_ANNOTATION = "muster.io/sha256"
@@ -86,15 +87,7 @@ def reminder_schedule(
     )
 
 
-def pending_query(policy: models.ApprovalPolicy) -> str:
-    """The visibility query for a policy's requests that still wait."""
-    return (
-        "MusterPattern = 'approval' AND ExecutionStatus = 'Running' AND "
-        f"MusterPolicy = '{policy.metadata.name}'"
-    )
-
-
 async def pending_requests(client: Client, policy: models.ApprovalPolicy) -> int:
     """How many of the policy's requests wait for a decision."""
-    result = await client.count_workflows(pending_query(policy))
+    result = await client.count_workflows(pending_approvals_query(policy.metadata.name))
     return result.count

@@ -9,6 +9,7 @@ can be listed with visibility queries (``MusterPattern = 'approval' AND MusterSt
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -57,6 +58,20 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     AMOUNT_MINOR,
     NEEDS_ATTENTION,
 )
+
+
+POLICY_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""An ApprovalPolicy's name (a Kubernetes object name), safe inside a visibility query."""
+
+
+def pending_approvals_query(policy: str) -> str:
+    """The visibility query for a policy's approval requests that still wait."""
+    if not re.fullmatch(POLICY_NAME, policy):
+        raise ValueError(f"{policy!r} is not an ApprovalPolicy name")
+    return (
+        f"{PATTERN.name} = 'approval' AND ExecutionStatus = 'Running' AND "
+        f"{POLICY.name} = '{policy}'"
+    )
 
 
 def cli_types(keys: Sequence[SearchAttributeKey[Any]] = ALL) -> dict[str, str]:

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from muster_runtime.contracts import APPROVAL_REMIND_SIGNAL, RemindRequest
+from muster_runtime.search_attributes import pending_approvals_query
 from muster_scheduling.models import (
     CurrencyTotals,
     DailyReport,
@@ -220,12 +221,8 @@ class SchedulingActivities:
     @activity.defn(name="scheduling.remind_pending")
     async def remind_pending(self, round_: RemindRound) -> int:
         """Signal every pending request of a policy; the key makes a repeated round a no-op."""
-        query = (
-            "MusterPattern = 'approval' AND ExecutionStatus = 'Running' AND "
-            f"MusterPolicy = '{round_.policy}'"
-        )
         reminded = 0
-        async for execution in self.client.list_workflows(query):
+        async for execution in self.client.list_workflows(pending_approvals_query(round_.policy)):
             activity.heartbeat(reminded)
             handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
             await handle.signal(APPROVAL_REMIND_SIGNAL, RemindRequest(key=round_.key))

@@ -11,6 +11,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from muster_runtime.search_attributes import POLICY_NAME
+
 TASK_QUEUE = "muster-scheduling"
 
 
@@ -113,7 +115,7 @@ class HealthCheckResult(BaseModel):
 class RemindersInput(_Input):
     """Whose pending requests to remind: one ApprovalPolicy."""
 
-    policy: str = Field(min_length=1)
+    policy: str = Field(pattern=POLICY_NAME, max_length=253)
     namespace: str = "default"
 
 
