@@ -15,10 +15,16 @@ import kopf
 
 from muster_runtime.logs import configure_logging
 from muster_runtime.settings import SettingsError
+from muster_runtime.usage import handle_command_line
+
+DESCRIPTION = "Muster's operator: reconciles Schedule and ApprovalPolicy resources into Temporal"
 
 
 def main() -> int:
     """Start kopf with the handlers in :mod:`muster_operator.handlers`."""
+    handle_command_line(
+        "python -m muster_operator", DESCRIPTION, "muster_operator.settings:OperatorSettings"
+    )
     try:
         # Importing registers the handlers; it also reads and checks the settings.
         from muster_operator import handlers  # noqa: PLC0415

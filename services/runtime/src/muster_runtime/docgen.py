@@ -113,16 +113,22 @@ def _rows(
         yield (f"`{prefix}{name.upper()}`", type_text, default_text, description)
 
 
-def settings_table(settings_cls: type[BaseSettings]) -> str:
-    """A markdown table of one settings class's variables."""
+def settings_rows(settings_cls: type[BaseSettings]) -> list[tuple[str, str, str, str]]:
+    """(variable, type, default, description) of every variable of one settings class."""
     prefix = str(settings_cls.model_config.get("env_prefix", ""))
     delimiter = settings_cls.model_config.get("env_nested_delimiter") or "__"
+    return list(_rows(settings_cls, prefix, delimiter))
+
+
+def settings_table(settings_cls: type[BaseSettings]) -> str:
+    """A markdown table of one settings class's variables."""
     lines = ["| Variable | Type | Default | Description |", "|---|---|---|---|"]
-    lines += [f"| {v} | {t} | {d} | {x} |" for v, t, d, x in _rows(settings_cls, prefix, delimiter)]
+    lines += [f"| {v} | {t} | {d} | {x} |" for v, t, d, x in settings_rows(settings_cls)]
     return "\n".join(lines)
 
 
-def _load(path: str) -> type[BaseSettings]:
+def load_settings_class(path: str) -> type[BaseSettings]:
+    """The settings class ``module:Class`` names."""
     module_name, _, attribute = path.partition(":")
     cls = getattr(importlib.import_module(module_name), attribute)
     if not (isinstance(cls, type) and issubclass(cls, BaseSettings)):
@@ -149,7 +155,7 @@ def render() -> str:
         settings_table(KubeSettings),
     ]
     for spec in discover_services():
-        settings_cls = _load(spec.settings)
+        settings_cls = load_settings_class(spec.settings)
         sections += [
             f"\n## Service `{spec.name}`: {spec.description}\n",
             f"Run with `python -m {spec.module}`.\n",
@@ -158,7 +164,7 @@ def render() -> str:
     # Processes that are not services of `muster up` (the operator) register their
     # settings class under the entry-point group ``muster.settings``.
     for entry in sorted(entry_points(group="muster.settings"), key=lambda e: e.name):
-        settings_cls = _load(entry.value)
+        settings_cls = load_settings_class(entry.value)
         summary = (settings_cls.__doc__ or "").strip().splitlines()[0]
         module = entry.value.partition(":")[0].rpartition(".")[0]
         sections += [
