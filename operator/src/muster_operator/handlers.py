@@ -135,6 +135,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Events for what people should see (drift, foreign schedules), not for every handler.
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
+    # No dynamic scanning of CRDs and namespaces: the operator serves the resources that
+    # exist at start-up (the chart installs the CRDs first) in the namespaces it is given,
+    # so its RBAC needs no cluster-wide list/watch of CRDs and namespaces. Namespace globs
+    # ("team-*") need that scanning, and then list/watch on namespaces.
+    settings.scanning.disabled = not any(
+        char in pattern for pattern in SETTINGS.namespaces for char in "*?["
+    )
     start_http_server(SETTINGS.http.port, addr=SETTINGS.http.host)
     operator = Operator(SETTINGS, load_settings(TemporalSettings))
     try:

@@ -14,7 +14,8 @@ class OperatorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MUSTER_OPERATOR_")
 
     namespaces: list[str] = Field(default_factory=list)
-    """Kubernetes namespaces to watch (JSON list); empty: the whole cluster."""
+    """Kubernetes namespaces to watch (JSON list); empty: the whole cluster. Globs (team-*) make
+    the operator watch namespaces too (RBAC: list/watch namespaces)."""
     resync_seconds: float = Field(default=60.0, gt=0)
     """How often each resource's Temporal state is checked for drift and status refreshed."""
     policy_configmap: str = Field(default="muster-approval-policies", min_length=1)
