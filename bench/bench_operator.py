@@ -180,7 +180,7 @@ async def direct(client: Client, count: int, concurrency: int) -> tuple[float, l
 
 def install_crds(api_client: k8s.ApiClient) -> None:
     ext = k8s.ApiextensionsV1Api(api_client)
-    for path in sorted((REPO / "charts/muster/crds").glob("*.yaml")):
+    for path in sorted((REPO / "charts/muster/files/crds").glob("*.yaml")):
         ext.create_custom_resource_definition(yaml.safe_load(path.read_text()))
     custom = k8s.CustomObjectsApi(api_client)
     wait_until(

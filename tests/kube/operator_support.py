@@ -19,7 +19,7 @@ from muster_runtime.polling import wait_until
 from tests.helpers import http_get, start_service
 
 GROUP, VERSION = "muster.io", "v1alpha1"
-CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "muster" / "crds"
+CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "muster" / "files" / "crds"
 
 
 @dataclass

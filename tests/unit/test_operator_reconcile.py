@@ -368,7 +368,7 @@ def test_generated_crds_are_structural_and_committed() -> None:
         assert _walk(schema) == [], file_name
         assert version["subresources"] == {"status": {}}
         assert document["spec"]["names"]["categories"] == ["muster"]
-        committed = (ROOT / "charts/muster/crds" / file_name).read_text()
+        committed = (ROOT / "charts/muster/files/crds" / file_name).read_text()
         assert committed == crdgen.render(document), f"{file_name}: run make generate"
 
     schedules = generated["muster.io_schedules.yaml"]["spec"]

@@ -1,6 +1,6 @@
-"""Generate the CRD YAML in ``charts/muster/crds`` from the pydantic models.
+"""Generate the CRD YAML in ``charts/muster/files/crds`` from the pydantic models.
 
-``python -m muster_operator.crdgen charts/muster/crds`` writes one file per kind;
+``python -m muster_operator.crdgen charts/muster/files/crds`` writes one file per kind;
 ``--check`` exits 1 and names the files that differ (``make verify``). The models' JSON
 schemas are turned into *structural* OpenAPI v3 schemas: ``$ref`` inlined, optional fields
 without ``anyOf``/``null``, free-form JSON as ``x-kubernetes-preserve-unknown-fields``,

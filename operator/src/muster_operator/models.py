@@ -1,7 +1,7 @@
 """The ``Schedule`` and ``ApprovalPolicy`` custom resources, as pydantic models.
 
 These models are the single source of truth: ``make generate`` turns them into the CRD YAML
-in ``charts/muster/crds`` (see :mod:`muster_operator.crdgen`), and the reconciler validates
+in ``charts/muster/files/crds`` (see :mod:`muster_operator.crdgen`), and the reconciler validates
 every resource with them before it touches Temporal. Cross-field rules exist twice on
 purpose: as pydantic validators (for ``muster apply`` without Kubernetes) and as CEL rules
 (``x-kubernetes-validations``) that the API server enforces on ``kubectl apply``.
