@@ -73,7 +73,7 @@ up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--he
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv kube-tools browser
+test-all: venv kube-tools browser chart-tools image-base
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -95,19 +95,24 @@ chaos: venv ## the order chaos run, bigger: make chaos CHAOS_ORDERS=2000 CHAOS_K
 test-e2e: venv browser ## the local stack as a user runs it, and the approver page in Chromium
 	@$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
+# Debian packages the tests need, installed with apt-get as root or with password-less sudo:
+# $(call apt_install,PACKAGES,what they are for,advice when neither is possible).
+define apt_install
+echo "installing Debian's $(1) for $(2)"; \
+if [ "$$(id -u)" = 0 ]; then SUDO=; \
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
+else echo "make: $(2) needs Debian's $(1), and apt-get needs root: run 'sudo apt-get install $(1)'$(3)" >&2; exit 1; fi; \
+$$SUDO apt-get update -qq && \
+DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	$(1) >/dev/null
+endef
+
 # The browser test drives Debian's chromium with Playwright (executable_path), so no
 # browser is downloaded at run time. MUSTER_CHROMIUM=/path/to/chrome uses another one.
 .PHONY: browser
 browser: ## install headless Chromium (Debian package) for the browser test, if missing
 	@if [ -n "$${MUSTER_CHROMIUM:-}" ] || command -v chromium >/dev/null; then exit 0; fi; \
-	echo "installing Debian's chromium for the browser test"; \
-	if [ "$$(id -u)" = 0 ]; then SUDO=; \
-	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; \
-	else echo "make: the browser test needs Chromium: run 'sudo apt-get install chromium'" \
-		"or set MUSTER_CHROMIUM to a Chromium/Chrome binary" >&2; exit 1; fi; \
-	$$SUDO apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-		chromium >/dev/null
+	$(call apt_install,chromium,the browser test, or set MUSTER_CHROMIUM to a Chromium/Chrome binary)
 
 # --- code health -----------------------------------------------------------------------
 
@@ -125,14 +130,14 @@ fmt: venv ## format and auto-fix
 .PHONY: generate
 generate: venv ## regenerate committed generated files (configuration reference, CRDs)
 	@$(PY) -m muster_runtime.docgen docs/configuration.md
-	@$(PY) -m muster_operator.crdgen charts/muster/crds
+	@$(PY) -m muster_operator.crdgen charts/muster/files/crds
 
 .PHONY: verify
 verify: venv ## fail if uv.lock or a generated file is out of date
 	@$(UV) lock --check --quiet || { \
 		echo "uv.lock is out of date with the pyproject files; run 'make lock'" >&2; exit 1; }
 	@$(PY) -m muster_runtime.docgen --check docs/configuration.md
-	@$(PY) -m muster_operator.crdgen --check charts/muster/crds
+	@$(PY) -m muster_operator.crdgen --check charts/muster/files/crds
 
 .PHONY: bench
 bench: venv ## benchmarks that print comparison tables
@@ -148,3 +153,4 @@ distclean: clean ## also remove ./bin, ./.venv and ./.state
 	rm -rf $(BIN) $(VENV) .state
 
 -include infra/kube.mk
+-include infra/images.mk

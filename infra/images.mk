@@ -1,0 +1,108 @@
+# Container images (buildah, no daemon) and the tools the chart tests validate against.
+#
+#   make images                      build every image with the public base (needs registry access)
+#   make images IMAGE_BASE=local     build on a Debian bookworm base made here with debootstrap
+#   make image-base                  just that local base image
+#   make image-tools                 install buildah and debootstrap (Debian packages) if missing
+#   make chart-tools                 skaffold's JSON schema, the Prometheus Operator CRDs and
+#                                    kind-config-check, from the Go module proxy into ./bin
+#   make test-chart                  the chart and image tests (tests/chart)
+#
+# Images live in buildah's vfs storage under .cache/containers (git-ignored); see them with
+# `buildah --root .cache/containers --storage-driver vfs images`.
+
+CONTAINERS_ROOT ?= $(CURDIR)/.cache/containers
+BUILDAH ?= buildah --root $(CONTAINERS_ROOT) --storage-driver vfs
+IMAGE_BASE ?= public
+IMAGE_BASE_LOCAL := localhost/muster-base:bookworm
+IMAGE_TAG ?= dev
+IMAGE_PREFIX ?= localhost/muster-
+IMAGE_COMPONENTS := operator approval scheduling fulfillment gateway backends
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+
+SCHEMAS := $(BIN)/schemas
+SKAFFOLD_MODULE_VERSION := 2.19.0
+SKAFFOLD_SCHEMA_VERSION := v4beta14
+PROMETHEUS_OPERATOR_VERSION := 0.94.0
+SKAFFOLD_SCHEMA := $(SCHEMAS)/skaffold-$(SKAFFOLD_SCHEMA_VERSION).json
+MONITORING_CRDS := $(SCHEMAS)/monitoring-crds-v$(PROMETHEUS_OPERATOR_VERSION)
+KIND_CHECK := $(BIN)/kind-config-check
+KINDCHECK_DIR := $(CURDIR)/infra/kindcheck
+
+.PHONY: image-tools
+image-tools: ## install buildah and debootstrap (Debian packages) when missing
+	@if command -v buildah >/dev/null && command -v debootstrap >/dev/null; then exit 0; fi; \
+	$(call apt_install,buildah debootstrap,the image builds,)
+
+# The base image carries the hash of the script that made it, so an edited script (or a
+# deleted image) makes it again.
+BASE_SCRIPT_HASH = $(shell sha256sum infra/images/base.sh | cut -c1-16)
+
+.PHONY: image-base
+image-base: image-tools ## make the local Debian bookworm base image with debootstrap (if missing or stale)
+	@have=$$($(BUILDAH) inspect --type image --format '{{index .OCIv1.Config.Labels "io.muster.base-script"}}' \
+		$(IMAGE_BASE_LOCAL) 2>/dev/null || true); \
+	if [ "$$have" != "$(BASE_SCRIPT_HASH)" ]; then \
+		mkdir -p $(CONTAINERS_ROOT) && \
+		infra/images/base.sh $(CONTAINERS_ROOT) $(IMAGE_BASE_LOCAL) $(DEBIAN_MIRROR) $(BASE_SCRIPT_HASH); \
+	fi
+
+ifeq ($(IMAGE_BASE),local)
+IMAGE_BASE_ARG := --build-arg BASE_IMAGE=$(IMAGE_BASE_LOCAL)
+IMAGE_BASE_DEP := image-base
+else ifeq ($(IMAGE_BASE),public)
+IMAGE_BASE_ARG :=
+IMAGE_BASE_DEP :=
+else
+IMAGE_BASE_ARG := --build-arg BASE_IMAGE=$(IMAGE_BASE)
+IMAGE_BASE_DEP :=
+endif
+
+.PHONY: images
+images: image-tools $(IMAGE_BASE_DEP) ## build every image with buildah (IMAGE_BASE=public|local|<image>)
+	@set -e; for c in $(IMAGE_COMPONENTS); do \
+		file=services/$$c/Dockerfile; [ $$c = operator ] && file=operator/Dockerfile; \
+		echo "== $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) from $$file"; \
+		$(BUILDAH) build --isolation chroot --quiet \
+			--volume $(HOST_CA_BUNDLE):/etc/ssl/certs/ca-certificates.crt:ro \
+			$(IMAGE_BASE_ARG) -f $$file -t $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) . >/dev/null; \
+	done; $(BUILDAH) images --filter reference='$(IMAGE_PREFIX)*'
+
+# Published schemas and CRDs come from the Go module proxy (the modules' zips carry them).
+define fetch_module_dir
+$$(cd $(BIN) && $(KUBE_GOENV) $(GO) mod download -json $(1) | \
+	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$$/\1/p')
+endef
+
+$(SKAFFOLD_SCHEMA):
+	@$(kube_check_go)
+	@echo "fetching skaffold's $(SKAFFOLD_SCHEMA_VERSION) JSON schema (skaffold v$(SKAFFOLD_MODULE_VERSION) module)"
+	@mkdir -p $(SCHEMAS)
+	@dir=$(call fetch_module_dir,github.com/GoogleContainerTools/skaffold/v2@v$(SKAFFOLD_MODULE_VERSION)); \
+		[ -n "$$dir" ] || $(call kube_proxy_error,github.com/GoogleContainerTools/skaffold/v2 v$(SKAFFOLD_MODULE_VERSION)); \
+		cp "$$dir/docs-v2/content/en/schemas/$(SKAFFOLD_SCHEMA_VERSION).json" $@.partial && mv $@.partial $@
+
+$(MONITORING_CRDS)/.done:
+	@$(kube_check_go)
+	@echo "fetching the Prometheus Operator CRDs (v$(PROMETHEUS_OPERATOR_VERSION))"
+	@mkdir -p $(MONITORING_CRDS)
+	@dir=$(call fetch_module_dir,github.com/prometheus-operator/prometheus-operator@v$(PROMETHEUS_OPERATOR_VERSION)); \
+		[ -n "$$dir" ] || $(call kube_proxy_error,github.com/prometheus-operator/prometheus-operator v$(PROMETHEUS_OPERATOR_VERSION)); \
+		for kind in podmonitors servicemonitors prometheusrules; do \
+			cp "$$dir/example/prometheus-operator-crd/monitoring.coreos.com_$$kind.yaml" $(MONITORING_CRDS)/; \
+		done
+	@touch $@
+
+$(KIND_CHECK): $(KINDCHECK_DIR)/main.go $(KINDCHECK_DIR)/go.mod $(KINDCHECK_DIR)/go.sum
+	@$(kube_check_go)
+	@echo "building kind-config-check (kind's v1alpha4 types) into $(BIN)"
+	@cd $(KINDCHECK_DIR) && $(KUBE_GOENV) $(GO) build -trimpath -ldflags '-s -w' -o $@ . \
+		|| $(call kube_proxy_error,sigs.k8s.io/kind)
+
+.PHONY: chart-tools
+chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(KIND_CHECK) ## schemas and checkers the chart tests use
+
+.PHONY: test-chart
+test-chart: venv kube-tools chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)
+	@MUSTER_BIN_DIR=$(BIN) $(PYTEST) tests/chart $(PYTEST_ARGS)
