@@ -28,6 +28,17 @@ from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
 from tests.helpers import unique
 
+# The control plane's fixtures, shared by tests/kube and tests/chart (one plane per session).
+from tests.kube_fixtures import (  # noqa: F401
+    api_client,
+    core_api,
+    helm,
+    helm_cluster,
+    kube,
+    kubectl,
+    namespace,
+)
+
 _TIERS = ("unit", "temporal", "kube", "chart", "e2e")
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the kube tier's tests (fixtures live in conftest.py)."""
+"""Helpers shared by the kube and chart tiers (fixtures live in tests/kube_fixtures.py)."""
 
 from __future__ import annotations
 

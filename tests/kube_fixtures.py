@@ -1,4 +1,5 @@
-"""Fixtures of the kube tier: one real control plane per session, a fresh namespace per test.
+"""Fixtures of the kube and chart tiers: one real control plane per session, a fresh namespace
+per test (imported by the root conftest, so both tiers share the plane).
 
 The plane is etcd + kube-apiserver started by ``muster_runtime.localstack.kube`` (built by
 ``make kube-tools``), or the cluster ``KUBECONFIG`` names when
@@ -108,3 +109,18 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Run:
         "HELM_DATA_HOME": str(home / "data"),
     }
     return _runner(kube_binary("helm"), [], env)
+
+
+@pytest.fixture(scope="session")
+def helm_cluster(kube: KubeAccess, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """``./bin/helm`` pointed at the plane (KUBECONFIG and context), for install and upgrade."""
+    home = tmp_path_factory.mktemp("helm-cluster-home")
+    env = {
+        **os.environ,
+        **kube.env(),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    context = ["--kube-context", kube.context] if kube.context else []
+    return _runner(kube_binary("helm"), context, env)

@@ -1,0 +1,338 @@
+"""The chart in the real control plane: every ``ci/*-values.yaml`` scenario installs (the API
+server validates and admits every object), upgrades and uninstalls as documented; the CRDs
+install, upgrade and stay or go by ``crds.keep``; and the operator's RBAC is proven by asking
+the API server as its ServiceAccount and by running the real operator with only that
+ServiceAccount's token."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from muster_runtime.localstack.kube import KubeAccess
+from muster_runtime.polling import wait_until
+from muster_runtime.settings import TemporalSettings
+from tests.chart.support import CHART, SCENARIOS, SCHEMAS, values_file
+from tests.kube.operator_support import OperatorProcess, Resources, operator_env
+from tests.kube.support import Run
+
+pytestmark = [pytest.mark.chart, pytest.mark.kube]
+
+CRD_NAMES = ("schedules.muster.io", "approvalpolicies.muster.io")
+
+
+@pytest.fixture(scope="module")
+def cluster_ready(kubectl: Run) -> None:
+    """What a cluster has before Muster: the Prometheus Operator's CRDs (for the monitoring
+    scenario), Muster's CRDs, and the namespaces the production scenario's operator watches."""
+    monitoring = sorted(SCHEMAS.glob("monitoring-crds-*"))
+    assert monitoring, "the Prometheus Operator CRDs are missing: run `make chart-tools`"
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(monitoring[-1]))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "files" / "crds"))
+    for name in ("payments", "hr"):
+        if kubectl("get", "namespace", name, check=False).returncode != 0:
+            kubectl("create", "namespace", name)
+    for crd in ("podmonitors.monitoring.coreos.com", *CRD_NAMES):
+        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+def release_name() -> str:
+    return f"m{uuid.uuid4().hex[:8]}"
+
+
+def manifest_objects(helm: Run, release: str, namespace: str) -> list[dict[str, Any]]:
+    text = helm("get", "manifest", release, "--namespace", namespace).stdout
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def exists(kubectl: Run, obj: dict[str, Any], namespace: str) -> bool:
+    kind = obj["kind"]
+    name = obj["metadata"]["name"]
+    ns = obj["metadata"].get("namespace")
+    args = [
+        "get",
+        f"{kind}.{obj['apiVersion'].split('/')[0]}" if "/" in obj["apiVersion"] else kind,
+        name,
+    ]
+    if ns:
+        args += ["--namespace", ns]
+    return kubectl(*args, "-o", "name", check=False).returncode == 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_install_upgrade_uninstall(
+    helm_cluster: Run, kubectl: Run, namespace: str, cluster_ready: None, scenario: str
+) -> None:
+    release = release_name()
+    common = ["--namespace", namespace, "--values", str(values_file(scenario)),
+              "--set", "crds.install=false"]  # fmt: skip
+    helm_cluster("install", release, str(CHART), *common)
+    objects = manifest_objects(helm_cluster, release, namespace)
+    kinds = {o["kind"] for o in objects}
+    assert {"Deployment", "ServiceAccount", "NetworkPolicy", "ConfigMap"} <= kinds
+    missing = [
+        f"{o['kind']}/{o['metadata']['name']}" for o in objects if not exists(kubectl, o, namespace)
+    ]
+    assert not missing, f"helm said installed, the API server has not: {missing}"
+
+    # upgrade: a changed value reaches the live objects; the revision moves on.
+    helm_cluster("upgrade", release, str(CHART), *common, "--set", "common.podLabels.rollout=two")
+    status = json.loads(
+        helm_cluster("status", release, "--namespace", namespace, "-o", "json").stdout
+    )
+    assert status["info"]["status"] == "deployed"
+    assert status["version"] == 2
+    deployments = json.loads(kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)
+    assert deployments["items"]
+    for deployment in deployments["items"]:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels.get("rollout") == "two", deployment["metadata"]["name"]
+
+    # uninstall: everything goes but what is documented to stay (claims with their data).
+    helm_cluster("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s")
+    left = [o for o in objects if exists(kubectl, o, namespace)]
+    kept = [o for o in left if o["kind"] == "PersistentVolumeClaim"]
+    assert left == kept, f"left behind: {[(o['kind'], o['metadata']['name']) for o in left]}"
+    if scenario == "production":
+        assert kept, "the scheduling worker's claim is kept on uninstall"
+
+
+def adopt_crds(kubectl: Run, release: str, namespace: str) -> None:
+    """Hand existing CRDs to a release (helm adopts objects labelled and annotated for it):
+    the documented way to move CRDs applied with kubectl, or kept by an earlier release."""
+    for crd in CRD_NAMES:
+        if kubectl("get", "crd", crd, check=False).returncode != 0:
+            continue
+        kubectl("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+        kubectl("annotate", "crd", crd, f"meta.helm.sh/release-name={release}",
+                f"meta.helm.sh/release-namespace={namespace}", "--overwrite")  # fmt: skip
+
+
+def crd_annotations(kubectl: Run, crd: str) -> dict[str, str] | None:
+    result = kubectl("get", "crd", crd, "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    return dict(json.loads(result.stdout)["metadata"].get("annotations", {}))
+
+
+@pytest.mark.timeout(300)
+def test_crds_install_upgrade_and_keep_switch(
+    helm_cluster: Run, kubectl: Run, namespace: str, cluster_ready: None
+) -> None:
+    only_crds = ["--namespace", namespace, "--values", str(values_file("minimal"))]
+    for component in ("operator", "approval", "scheduling", "fulfillment", "gateway"):
+        only_crds += ["--set", f"{component}.enabled=false"]
+    try:
+        # keep (the default): installed with the release, left in place by uninstall.
+        release = release_name()
+        adopt_crds(kubectl, release, namespace)
+        helm_cluster("install", release, str(CHART), *only_crds)
+        for crd in CRD_NAMES:
+            annotations = crd_annotations(kubectl, crd)
+            assert annotations is not None
+            assert annotations["meta.helm.sh/release-name"] == release
+            assert annotations["helm.sh/resource-policy"] == "keep"
+        # upgrade manages the CRDs: switching keep off reaches the live objects.
+        helm_cluster("upgrade", release, str(CHART), *only_crds, "--set", "crds.keep=false")
+        for crd in CRD_NAMES:
+            annotations = crd_annotations(kubectl, crd)
+            assert annotations is not None
+            assert "helm.sh/resource-policy" not in annotations
+        helm_cluster("upgrade", release, str(CHART), *only_crds)
+        helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
+        assert all(crd_annotations(kubectl, crd) is not None for crd in CRD_NAMES)
+
+        # keep off: uninstall removes them (and every Schedule with them).
+        release = release_name()
+        adopt_crds(kubectl, release, namespace)
+        helm_cluster("install", release, str(CHART), *only_crds, "--set", "crds.keep=false")
+        helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
+        wait_until(
+            lambda: all(crd_annotations(kubectl, crd) is None for crd in CRD_NAMES),
+            what="the CRDs to be deleted",
+            timeout=60,
+        )
+    finally:
+        # Leave the plane with the CRDs, as the other tests expect it.
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "files" / "crds"))
+        for crd in CRD_NAMES:
+            kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+# -- RBAC, proven ---------------------------------------------------------------------------
+
+
+def can_i(kubectl: Run, who: str, verb: str, resource: str, *where: str) -> bool:
+    result = kubectl("auth", "can-i", verb, resource, *where, f"--as={who}", check=False)
+    return result.stdout.strip() == "yes"
+
+
+@pytest.fixture
+def operator_release(
+    helm_cluster: Run, namespace: str, cluster_ready: None
+) -> Iterator[tuple[str, str]]:
+    """The minimal scenario installed with its operator watching this test's namespace;
+    yields (release, ServiceAccount name)."""
+    release = "muster"
+    helm_cluster(
+        "install", release, str(CHART), "--namespace", namespace,
+        "--values", str(values_file("minimal")), "--set", "crds.install=false",
+        "--set-json", f'operator.watchNamespaces=["{namespace}"]',
+    )  # fmt: skip
+    yield release, "muster-operator"
+    helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
+
+
+def test_operator_serviceaccount_can_do_its_job_and_nothing_more(
+    kubectl: Run, namespace: str, operator_release: tuple[str, str], helm_cluster: Run
+) -> None:
+    _, account = operator_release
+    who = f"system:serviceaccount:{namespace}:{account}"
+    here = ["--namespace", namespace]
+    allowed = [
+        ("list", "schedules.muster.io"), ("watch", "schedules.muster.io"),
+        ("patch", "schedules.muster.io"), ("patch", "schedules.muster.io/status"),
+        ("update", "schedules.muster.io/finalizers"), ("watch", "approvalpolicies.muster.io"),
+        ("patch", "approvalpolicies.muster.io/status"), ("create", "events"),
+        ("create", "configmaps"), ("get", "configmaps/muster-approval-policies"),
+        ("patch", "configmaps/muster-approval-policies"),
+    ]  # fmt: skip
+    for verb, resource in allowed:
+        assert can_i(kubectl, who, verb, resource, *here), f"cannot {verb} {resource}"
+    denied_here = [
+        ("get", "secrets"), ("list", "secrets"), ("delete", "schedules.muster.io"),
+        ("create", "schedules.muster.io"), ("get", "configmaps/someone-elses"),
+        ("patch", "configmaps/someone-elses"), ("list", "pods"),
+        ("create", "leases.coordination.k8s.io"),
+    ]  # fmt: skip
+    for verb, resource in denied_here:
+        assert not can_i(kubectl, who, verb, resource, *here), f"may {verb} {resource}"
+    cluster_wide = ["--all-namespaces"]
+    for verb, resource in [("get", "secrets"), ("list", "secrets"), ("list", "schedules.muster.io"),
+                           ("list", "namespaces"), ("list", "customresourcedefinitions"),
+                           ("create", "clusterroles")]:  # fmt: skip
+        assert not can_i(kubectl, who, verb, resource, *cluster_wide), (
+            f"may {verb} {resource} anywhere"
+        )
+    assert not can_i(kubectl, who, "list", "schedules.muster.io", "--namespace", "kube-system")
+
+    # The default (cluster-wide) variant: its resources everywhere, still no Secrets.
+    release = release_name()
+    helm_cluster(
+        "install", release, str(CHART), "--namespace", namespace,
+        "--values", str(values_file("minimal")), "--set", "crds.install=false",
+    )  # fmt: skip
+    try:
+        wide = f"system:serviceaccount:{namespace}:{release}-muster-operator"
+        assert can_i(kubectl, wide, "watch", "schedules.muster.io", *cluster_wide)
+        assert can_i(kubectl, wide, "create", "events", "--namespace", "kube-system")
+        assert not can_i(kubectl, wide, "get", "secrets", *cluster_wide)
+        assert not can_i(kubectl, wide, "list", "secrets", "--namespace", namespace)
+    finally:
+        helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
+
+
+def serviceaccount_kubeconfig(
+    kube: KubeAccess, core_api: client.CoreV1Api, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig whose only identity is a bound token of the ServiceAccount."""
+    request = core_api.create_namespaced_service_account_token(
+        account, namespace,
+        client.AuthenticationV1TokenRequest(
+            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
+        ),
+    )  # fmt: skip
+    assert request.status is not None
+    admin = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    context_name = kube.context or admin["current-context"]
+    context = next(c for c in admin["contexts"] if c["name"] == context_name)["context"]
+    cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [cluster],
+        "users": [{"name": "operator", "user": {"token": request.status.token}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": cluster["name"], "user": "operator"}}
+        ],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.timeout(240)
+def test_operator_runs_on_its_serviceaccount_alone(
+    kube: KubeAccess,
+    core_api: client.CoreV1Api,
+    api_client: client.ApiClient,
+    temporal_settings: TemporalSettings,
+    namespace: str,
+    operator_release: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    _, account = operator_release
+    kubeconfig = serviceaccount_kubeconfig(
+        kube, core_api, namespace, account, tmp_path / "sa.kubeconfig"
+    )
+    env = operator_env(
+        kube, temporal_settings.address, namespaces=[namespace], policy_namespace=namespace
+    )
+    env["KUBECONFIG"] = str(kubeconfig)
+    env["MUSTER_OPERATOR_POLICY_CONFIGMAP"] = "muster-approval-policies"
+    operator = OperatorProcess(env, tmp_path / "operator")
+    operator.start()
+    try:
+        schedules = Resources(
+            client.CustomObjectsApi(api_client), namespace, "schedules", "Schedule"
+        )
+        schedules.create("rbac-proof", {
+            "cron": ["0 6 * * *"], "timeZone": "UTC",
+            "workflow": {"type": "OperatorTestNoop", "taskQueue": f"rbac-{uuid.uuid4().hex[:6]}"},
+        })  # fmt: skip
+        schedules.wait_condition("rbac-proof", "Ready", "True")
+        policies = Resources(
+            client.CustomObjectsApi(api_client), namespace, "approvalpolicies", "ApprovalPolicy"
+        )
+        policies.create("rbac-policy", {
+            "appliesTo": {"kinds": ["order"]},
+            "approvers": {"users": ["alice"]},
+        })  # fmt: skip
+
+        def published() -> bool:
+            try:
+                config_map = core_api.read_namespaced_config_map(
+                    "muster-approval-policies", namespace
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise
+            return any("rbac-policy" in key for key in (config_map.data or {}))
+
+        wait_until(published, what="the policy snapshot in the ConfigMap", timeout=60)
+        # Deleting goes through the finalizer, which the operator removes with its own rights.
+        schedules.api.delete_namespaced_custom_object(
+            "muster.io", "v1alpha1", namespace, "schedules", "rbac-proof"
+        )
+
+        def gone() -> bool:
+            try:
+                schedules.get("rbac-proof")
+            except ApiException as exc:
+                return bool(exc.status == 404)
+            return False
+
+        wait_until(gone, what="the Schedule's finalizer to be removed", timeout=60)
+        log = operator.tail()
+        assert "403" not in log, log
+        assert "Forbidden" not in log, log
+    finally:
+        operator.stop()

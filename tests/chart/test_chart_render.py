@@ -1,0 +1,409 @@
+"""The chart as rendered: ``helm lint`` passes every ``ci/*-values.yaml`` scenario; every
+object ``helm template`` renders is valid (built-in kinds against Kubernetes' own schemas
+with kubernetes-validate, custom resources against their CRDs); every container runs under
+the restricted posture; the operator's RBAC is exactly what it uses; values are fully
+commented and the schema rejects bad ones with a readable message."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from muster_runtime.search_attributes import cli_types
+from tests.chart.support import (
+    CHART,
+    ROOT,
+    SCENARIOS,
+    Manifest,
+    containers,
+    crd_schemas,
+    render,
+    values_schema,
+)
+from tests.kube.support import Run
+
+pytestmark = pytest.mark.chart
+
+KUBE_VERSION = "1.37.0"
+WORKLOAD_KINDS = {"Deployment", "Pod"}
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: Run) -> dict[str, list[Manifest]]:
+    return {scenario: render(helm, scenario) for scenario in SCENARIOS}
+
+
+def test_scenarios_exist() -> None:
+    assert set(SCENARIOS) >= {"minimal", "production", "kind"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_helm_lint_strict(helm: Run, scenario: str) -> None:
+    result = helm(
+        "lint", str(CHART), "--strict", "--values", str(CHART / "ci" / f"{scenario}-values.yaml")
+    )
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def _validate(manifest: Manifest) -> None:
+    key = (manifest["apiVersion"], manifest["kind"])
+    schema = crd_schemas().get(key)
+    if schema is not None:
+        jsonschema.Draft7Validator(schema["properties"]["spec"]).validate(manifest.get("spec", {}))
+        return
+    kubernetes_validate.validate(manifest, KUBE_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_every_rendered_object_is_valid(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    manifests = rendered[scenario]
+    assert manifests, "nothing rendered"
+    problems = []
+    for manifest in manifests:
+        name = f"{manifest['kind']}/{manifest['metadata']['name']}"
+        try:
+            _validate(manifest)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
+            problems.append(f"{name}: {getattr(exc, 'message', exc)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_monitoring_kinds_are_checked_against_their_crds(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    kinds = {m["kind"] for m in rendered["production"]}
+    assert {"PodMonitor", "PrometheusRule"} <= kinds
+    assert ("monitoring.coreos.com/v1", "PodMonitor") in crd_schemas(), (
+        "the Prometheus Operator CRDs are missing: run `make chart-tools`"
+    )
+    bad = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+           "metadata": {"name": "x"}, "spec": {"podMetricsEndpoints": "not a list"}}  # fmt: skip
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(bad)
+
+
+def test_example_resources_are_valid_against_the_generated_crds() -> None:
+    files = sorted((ROOT / "examples").glob("*/*.yaml"))
+    checked = 0
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("apiVersion") != "muster.io/v1alpha1":
+                continue
+            schema = crd_schemas()[(doc["apiVersion"], doc["kind"])]
+            jsonschema.validate(doc["spec"], schema["properties"]["spec"])
+            checked += 1
+    assert checked >= 5
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_restricted_security_posture(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    workloads = [m for m in rendered[scenario] if m["kind"] in WORKLOAD_KINDS]
+    assert workloads
+    for manifest in workloads:
+        for pod, container in containers(manifest):
+            where = (
+                f"{scenario}: {manifest['kind']}/{manifest['metadata']['name']}/{container['name']}"
+            )
+            pod_sc, sc = pod.get("securityContext", {}), container.get("securityContext", {})
+            run_as_user = sc.get("runAsUser", pod_sc.get("runAsUser"))
+            assert isinstance(run_as_user, int), where
+            assert run_as_user > 0, where
+            assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, where
+            assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+            assert sc.get("allowPrivilegeEscalation") is False, where
+            assert sc.get("readOnlyRootFilesystem") is True, where
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], where
+            assert "add" not in sc.get("capabilities", {}), where
+            assert not sc.get("privileged", False), where
+            tmp = [m for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+            assert tmp, f"{where}: no writable /tmp"
+            volume = next(v for v in pod["volumes"] if v["name"] == tmp[0]["name"])
+            assert "emptyDir" in volume, where
+            assert container.get("resources", {}).get("requests"), f"{where}: no requests"
+            assert container.get("resources", {}).get("limits", {}).get("memory"), where
+            assert not pod.get("hostNetwork"), where
+            assert not pod.get("hostPID"), where
+
+
+def _by_kind(manifests: list[Manifest], kind: str) -> dict[str, Manifest]:
+    return {m["metadata"]["name"]: m for m in manifests if m["kind"] == kind}
+
+
+def test_probes_and_graceful_termination(rendered: dict[str, list[Manifest]]) -> None:
+    deployments = _by_kind(rendered["minimal"], "Deployment")
+    for name in ("muster-approval", "muster-scheduling", "muster-fulfillment"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        drain = float(next(v for k, v in env.items() if k.endswith("GRACEFUL_SHUTDOWN_SECONDS")))
+        assert pod["terminationGracePeriodSeconds"] > drain, name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["startupProbe"]["httpGet"]["port"] == "metrics"
+    gateway = deployments["muster-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    operator = deployments["muster-operator"]
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"]["type"] == "Recreate"
+    assert (
+        operator["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"]
+        == "liveness"
+    )
+
+
+def test_temporal_connection_set_once(rendered: dict[str, list[Manifest]]) -> None:
+    production = rendered["production"]
+    for name, deployment in _by_kind(production, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["TEMPORAL_ADDRESS"]["value"] == "temporal.example.com:7233", name
+        assert env["TEMPORAL_NAMESPACE"]["value"] == "payments-prod", name
+        assert env["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"] == {
+            "name": "temporal-api-key", "key": "api-key"}, name  # fmt: skip
+        assert env["TEMPORAL_TLS"]["value"] == "true"
+        assert env["TEMPORAL_TLS_SERVER_NAME"]["value"] == "temporal.example.com"
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        cert_dir = str(Path(env["TEMPORAL_TLS_CLIENT_CERT_PATH"]["value"]).parent)
+        assert volumes[mounts[cert_dir]]["secret"]["secretName"] == "temporal-client-tls"
+        ca_dir = str(Path(env["TEMPORAL_TLS_SERVER_CA_CERT_PATH"]["value"]).parent)
+        assert volumes[mounts[ca_dir]]["secret"]["secretName"] == "temporal-ca"
+    # kind: the dev server in the release, and everything points at it.
+    kind = rendered["kind"]
+    assert "muster-temporal" in _by_kind(kind, "Deployment")
+    for name, deployment in _by_kind(kind, "Deployment").items():
+        if name == "muster-temporal":
+            continue
+        env = {
+            e["name"]: e.get("value")
+            for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["TEMPORAL_ADDRESS"] == "muster-temporal:7233", name
+
+
+def test_dev_server_registers_musters_search_attributes(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    server = _by_kind(rendered["kind"], "Deployment")["muster-temporal"]
+    args = server["spec"]["template"]["spec"]["containers"][0]["args"]
+    registered = dict(a.removeprefix("--search-attribute=").split("=") for a in args
+                      if a.startswith("--search-attribute="))  # fmt: skip
+    assert registered == cli_types()
+
+
+def test_production_scenario_has_hpa_pdb_ingress_and_monitoring(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    production = rendered["production"]
+    hpas = _by_kind(production, "HorizontalPodAutoscaler")
+    assert set(hpas) == {"muster-approval", "muster-fulfillment", "muster-gateway"}
+    deployments = _by_kind(production, "Deployment")
+    for name in hpas:
+        assert "replicas" not in deployments[name]["spec"], "the HPA owns replicas"
+    assert set(_by_kind(production, "PodDisruptionBudget")) == {
+        "muster-approval", "muster-scheduling", "muster-fulfillment", "muster-gateway"}  # fmt: skip
+    (ingress,) = _by_kind(production, "Ingress").values()
+    assert ingress["spec"]["tls"][0]["secretName"] == "muster-example-com-tls"
+    (monitor,) = _by_kind(production, "PodMonitor").values()
+    assert all(e["honorLabels"] for e in monitor["spec"]["podMetricsEndpoints"])
+    (rule,) = _by_kind(production, "PrometheusRule").values()
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert "MusterOrdersNeedAttention" in alerts
+    assert _by_kind(production, "PersistentVolumeClaim")["muster-scheduling"]["metadata"][
+        "annotations"]["helm.sh/resource-policy"] == "keep"  # fmt: skip
+    # NetworkPolicies: one per component, the backends reachable from their callers only.
+    policies = _by_kind(rendered["kind"], "NetworkPolicy")
+    assert set(policies) >= {
+        "muster-operator",
+        "muster-gateway",
+        "muster-backends",
+        "muster-temporal",
+    }
+    backends_from = policies["muster-backends"]["spec"]["ingress"][1]["from"]
+    callers = {
+        p["podSelector"]["matchLabels"]["app.kubernetes.io/component"] for p in backends_from
+    }
+    assert callers == {"fulfillment", "scheduling", "test"}
+
+
+def test_operator_rbac_is_least_privilege(rendered: dict[str, list[Manifest]]) -> None:
+    manifests = rendered["minimal"]
+    (cluster_role,) = _by_kind(manifests, "ClusterRole").values()
+    rules = cluster_role["rules"]
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}  # fmt: skip
+    assert not any(r in {"secrets", "*"} or v == "*" for _, r, v in granted)
+    assert not any(
+        v in {"create", "delete", "deletecollection"} for g, _, v in granted if g == "muster.io"
+    )
+    assert ("", "events", "create") in granted
+    assert ("muster.io", "schedules/status", "patch") in granted
+    assert not any(
+        r in {"customresourcedefinitions", "namespaces", "leases"} for _, r, _ in granted
+    )
+    roles = _by_kind(manifests, "Role")
+    (policies,) = roles.values()
+    named = [r for r in policies["rules"] if r.get("resourceNames")]
+    assert named[0]["resourceNames"] == ["muster-approval-policies"]
+    assert set(named[0]["verbs"]) == {"get", "patch", "update"}
+    # watchNamespaces: Roles in exactly those namespaces, no cluster-wide grant.
+    production = rendered["production"]
+    assert not _by_kind(production, "ClusterRole")
+    namespaced = [m["metadata"]["namespace"] for m in production if m["kind"] == "Role"]
+    assert sorted(namespaced) == ["hr", "muster-system", "payments"]
+
+
+def test_crds_rendered_with_keep_switch(helm: Run) -> None:
+    crds = [m for m in render(helm, "minimal") if m["kind"] == "CustomResourceDefinition"]
+    assert {c["metadata"]["name"] for c in crds} == {
+        "schedules.muster.io",
+        "approvalpolicies.muster.io",
+    }
+    assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
+    unkept = [m for m in render(helm, "minimal", "--set", "crds.keep=false")
+              if m["kind"] == "CustomResourceDefinition"]  # fmt: skip
+    assert all(
+        "helm.sh/resource-policy" not in c["metadata"].get("annotations", {}) for c in unkept
+    )
+    none = render(helm, "minimal", "--set", "crds.install=false")
+    assert not [m for m in none if m["kind"] == "CustomResourceDefinition"]
+    # The committed CRD files are what the chart ships, byte for byte in content.
+    for crd in crds:
+        source = yaml.safe_load(
+            (
+                CHART / "files" / "crds" / f"muster.io_{crd['spec']['names']['plural']}.yaml"
+            ).read_text()
+        )
+        assert crd["spec"] == source["spec"]
+
+
+def test_monitoring_toggles_render_nothing_when_off(rendered: dict[str, list[Manifest]]) -> None:
+    kinds = {m["kind"] for m in rendered["minimal"]}
+    assert not kinds & {
+        "PodMonitor",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "Ingress",
+        "HorizontalPodAutoscaler",
+    }
+
+
+def test_service_monitor_variant(helm: Run) -> None:
+    manifests = render(helm, "minimal", "--set", "monitoring.serviceMonitor.enabled=true")
+    (monitor,) = _by_kind(manifests, "ServiceMonitor").values()
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    service = _by_kind(manifests, "Service")["muster-metrics"]
+    assert service["spec"]["clusterIP"] == "None"
+    for manifest in manifests:
+        _validate(manifest)
+
+
+# -- values: commented, schema-complete, and strict -------------------------------------
+
+
+def test_every_value_is_commented() -> None:
+    """Every leaf value has a comment right above it, unless it belongs to a block value
+    whose key is commented (a resources block, a security context)."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    documented_blocks: list[int] = []  # indents of commented keys whose value is a block
+    uncommented = []
+    for index, line in enumerate(lines):
+        match = re.match(r"^(\s*)([A-Za-z][\w]*):(.*)$", line)
+        if not match:
+            continue
+        indent, key, rest = len(match[1]), match[2], match[3].strip()
+        documented_blocks = [i for i in documented_blocks if i < indent]
+        commented = index > 0 and lines[index - 1].strip().startswith("#")
+        if not rest:  # a block: its children are covered if the block itself is commented
+            if commented:
+                documented_blocks.append(indent)
+            continue
+        if not commented and not documented_blocks:
+            uncommented.append(f"line {index + 1}: {key}")
+    assert not uncommented, "values without a comment:\n" + "\n".join(uncommented)
+
+
+def test_schema_covers_every_default_value() -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.validate(defaults, values_schema())
+
+    def walk(schema: dict[str, Any], node: Any, path: str) -> None:
+        if isinstance(node, dict) and schema.get("additionalProperties") is False:
+            for key, value in node.items():
+                assert key in schema["properties"], f"{path}.{key} is not in values.schema.json"
+                walk(schema["properties"][key], value, f"{path}.{key}")
+
+    walk(values_schema(), defaults, "")
+
+
+BAD_VALUES = [
+    (["--set", "operator.replicas=2"], "additional properties 'replicas' not allowed"),
+    (["--set", "gateway.replicaCount=two"], "gateway.replicaCount"),
+    (["--set", "temporal.address=localhost"], "temporal.address"),
+    (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy"),
+    (["--set", "gateway.auth.tokens.alice=hunter2"], "gateway.auth.tokens.alice"),
+    (["--set", "fulfillment.approvalThresholds.euro=5"], "euro"),
+    (["--set-json", 'operator.watchNamespaces=["Not_A_Namespace"]'], "watchNamespaces"),
+    (
+        ["--set", "approval.autoscaling.targetCPUUtilizationPercentage=250"],
+        "targetCPUUtilizationPercentage",
+    ),
+    (["--set", "backends.persistence.size=lots"], "backends.persistence.size"),
+]
+
+
+@pytest.mark.parametrize(("args", "mentions"), BAD_VALUES, ids=[a[1] for a in BAD_VALUES])
+def test_bad_values_are_rejected_readably(helm: Run, args: list[str], mentions: str) -> None:
+    result = helm("template", "m", str(CHART), *args, check=False)
+    assert result.returncode != 0, f"{args} was accepted"
+    message = result.stderr
+    assert "values don't meet the specifications of the schema" in message, message
+    assert mentions.rsplit(".", maxsplit=1)[-1] in message, message
+
+
+def test_validation_is_not_vacuous() -> None:
+    """A misspelt field in a built-in kind and a wrong type in a Muster resource both fail."""
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+                  "spec": {"replica": 1, "selector": {}, "template": {}}}  # fmt: skip
+    with pytest.raises(kubernetes_validate.ValidationError):
+        _validate(deployment)
+    schedule = {"apiVersion": "muster.io/v1alpha1", "kind": "Schedule", "metadata": {"name": "x"},
+                "spec": {"suspend": "yes"}}  # fmt: skip
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(schedule)
+
+
+def test_dashboards_ship_as_sidecar_configmaps(rendered: dict[str, list[Manifest]]) -> None:
+    files = sorted((CHART / "dashboards").glob("*.json"))
+    assert files
+    maps = [m for m in rendered["production"] if m["kind"] == "ConfigMap"
+            and m["metadata"]["labels"].get("grafana_dashboard") == "1"]  # fmt: skip
+    assert len(maps) == len(files)
+    uids = set()
+    for config_map in maps:
+        ((name, text),) = config_map["data"].items()
+        dashboard = json.loads(text)
+        assert dashboard["uid"], name
+        uids.add(dashboard["uid"])
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        for panel in dashboard["panels"]:
+            where = f"{name}: {panel['title']}"
+            assert panel["datasource"]["uid"] == "${datasource}", where
+            assert panel["fieldConfig"]["defaults"].get("unit"), f"{where}: no unit"
+            for target in panel["targets"]:
+                expr = target["expr"]
+                assert not re.search(r"\[\d+[sm]\]", expr), f"{where}: use $__rate_interval"
+                if "rate(" in expr:
+                    assert "$__rate_interval" in expr, where
+    assert len(uids) == len(maps), "dashboard uids are unique"
+    assert not [m for m in rendered["minimal"] if m["kind"] == "ConfigMap"
+                and "grafana_dashboard" in m["metadata"]["labels"]]  # fmt: skip
