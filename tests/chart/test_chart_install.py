@@ -84,8 +84,14 @@ def test_install_upgrade_uninstall(
     ]
     assert not missing, f"helm said installed, the API server has not: {missing}"
 
+    session = f"{release}-muster-gateway-session"
+    key_before = session_key(kubectl, namespace, session)
+    assert (key_before is None) == (scenario == "production"), "chart-made unless one is named"
+
     # upgrade: a changed value reaches the live objects; the revision moves on.
     helm_cluster("upgrade", release, str(CHART), *common, "--set", "common.podLabels.rollout=two")
+    # The chart-made session key survives upgrades (sessions stay valid across a rollout).
+    assert session_key(kubectl, namespace, session) == key_before
     status = json.loads(
         helm_cluster("status", release, "--namespace", namespace, "-o", "json").stdout
     )
@@ -104,6 +110,13 @@ def test_install_upgrade_uninstall(
     assert left == kept, f"left behind: {[(o['kind'], o['metadata']['name']) for o in left]}"
     if scenario == "production":
         assert kept, "the scheduling worker's claim is kept on uninstall"
+
+
+def session_key(kubectl: Run, namespace: str, name: str) -> str | None:
+    result = kubectl("get", "secret", name, "-n", namespace, "-o", "json", check=False)
+    if result.returncode != 0:
+        return None
+    return str(json.loads(result.stdout)["data"]["session-secret"])
 
 
 def adopt_crds(kubectl: Run, release: str, namespace: str) -> None:

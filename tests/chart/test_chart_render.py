@@ -6,6 +6,7 @@ commented and the schema rejects bad ones with a readable message."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -407,3 +408,23 @@ def test_dashboards_ship_as_sidecar_configmaps(rendered: dict[str, list[Manifest
     assert len(uids) == len(maps), "dashboard uids are unique"
     assert not [m for m in rendered["minimal"] if m["kind"] == "ConfigMap"
                 and "grafana_dashboard" in m["metadata"]["labels"]]  # fmt: skip
+
+
+def test_gateway_replicas_share_one_session_key(rendered: dict[str, list[Manifest]]) -> None:
+    def session_volume(manifests: list[Manifest]) -> str:
+        pod = _by_kind(manifests, "Deployment")["muster-gateway"]["spec"]["template"]["spec"]
+        volume = next(v for v in pod["volumes"] if v["name"] == "session")
+        return str(volume["secret"]["secretName"])
+
+    minimal = rendered["minimal"]
+    assert session_volume(minimal) == "muster-gateway-session"
+    made = _by_kind(minimal, "Secret")["muster-gateway-session"]
+    assert len(base64.b64decode(made["data"]["session-secret"])) >= 16
+    production = rendered["production"]
+    assert session_volume(production) == "muster-web-sessions"
+    assert "muster-gateway-session" not in _by_kind(production, "Secret")
+
+
+def test_replica_count_zero_is_kept(helm: Run) -> None:
+    manifests = render(helm, "minimal", "--set", "gateway.replicaCount=0")
+    assert _by_kind(manifests, "Deployment")["muster-gateway"]["spec"]["replicas"] == 0

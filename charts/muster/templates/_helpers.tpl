@@ -323,7 +323,7 @@ metadata:
     {{- include "muster.labels" (list $root $component) | nindent 4 }}
 spec:
   {{- if not (and $values.autoscaling $values.autoscaling.enabled) }}
-  replicas: {{ $values.replicaCount | default 1 }}
+  replicas: {{ hasKey $values "replicaCount" | ternary $values.replicaCount 1 }}
   {{- end }}
   {{- if .recreate }}
   strategy:
