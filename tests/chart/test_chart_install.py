@@ -41,7 +41,21 @@ def cluster_ready(kubectl: Run) -> None:
         if kubectl("get", "namespace", name, check=False).returncode != 0:
             kubectl("create", "namespace", name)
     for crd in ("podmonitors.monitoring.coreos.com", *CRD_NAMES):
-        kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        wait_established(kubectl, crd)
+
+
+def wait_established(kubectl: Run, crd: str) -> None:
+    """Poll until the CRD is served (``kubectl wait`` fails on a CRD whose status is
+    still empty, right after it was created)."""
+
+    def established() -> bool:
+        result = kubectl("get", "crd", crd, "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        conditions = json.loads(result.stdout).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_until(established, what=f"CRD {crd} to be established", timeout=60)
 
 
 def release_name() -> str:
@@ -73,9 +87,29 @@ def test_install_upgrade_uninstall(
     helm_cluster: Run, kubectl: Run, namespace: str, cluster_ready: None, scenario: str
 ) -> None:
     release = release_name()
+    # The API server's own PodSecurity admission judges every pod template: restricted is
+    # enforced for Pods and warned about for workloads, and no warning may come back.
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted", "--overwrite")  # fmt: skip
     common = ["--namespace", namespace, "--values", str(values_file(scenario)),
               "--set", "crds.install=false"]  # fmt: skip
-    helm_cluster("install", release, str(CHART), *common)
+    installed = helm_cluster("install", release, str(CHART), *common)
+    assert "PodSecurity" not in installed.stderr, installed.stderr
+    # helm test's Pod (a hook, so not installed) is admitted under the enforced level.
+    test_pod = helm_cluster(
+        "template", release, str(CHART), *common,
+        "--show-only", "templates/tests/test-connection.yaml",
+    ).stdout  # fmt: skip
+    created = kubectl("apply", "--namespace", namespace, "-f", "-", input=test_pod)
+    assert "PodSecurity" not in created.stderr, created.stderr
+    loosened = yaml.safe_load(test_pod)
+    loosened["metadata"]["name"] += "-loose"
+    loosened["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    refused = kubectl("apply", "--namespace", namespace, "-f", "-",
+                      input=yaml.safe_dump(loosened), check=False)  # fmt: skip
+    assert refused.returncode != 0, "the namespace does not enforce restricted"
+    assert "violates PodSecurity" in refused.stderr, refused.stderr
+    kubectl("delete", "pod", f"{release}-muster-test", "--namespace", namespace, "--wait=false")
     objects = manifest_objects(helm_cluster, release, namespace)
     kinds = {o["kind"] for o in objects}
     assert {"Deployment", "ServiceAccount", "NetworkPolicy", "ConfigMap"} <= kinds
@@ -178,7 +212,7 @@ def test_crds_install_upgrade_and_keep_switch(
         # Leave the plane with the CRDs, as the other tests expect it.
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "files" / "crds"))
         for crd in CRD_NAMES:
-            kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+            wait_established(kubectl, crd)
 
 
 # -- RBAC, proven ---------------------------------------------------------------------------
