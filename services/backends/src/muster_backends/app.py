@@ -11,7 +11,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,12 +139,18 @@ def create_app(backends: Backends) -> FastAPI:
     ) -> Response:
         backend = _backend_of(request)
         operation = f"POST {request.url.path}" if request.url.path in post_paths else "other"
-        context = propagate.extract(dict(request.headers))
-        with tracer.start_as_current_span(
-            f"{request.method} {request.url.path}",
-            context=context,
-            kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": request.method, "url.path": request.url.path},
+        # FastAPI opens the request's server span (continuing the caller's traceparent);
+        # without it (no tracer provider configured for FastAPI) open one here.
+        current = trace.get_current_span()
+        with (
+            nullcontext(current)
+            if current.is_recording()
+            else tracer.start_as_current_span(
+                f"{request.method} {request.url.path}",
+                context=propagate.extract(dict(request.headers)),
+                kind=trace.SpanKind.SERVER,
+                attributes={"http.request.method": request.method},
+            )
         ) as span:
             started = time.perf_counter()
             fault = backends.faults.get(backend) if request.method == "POST" else None

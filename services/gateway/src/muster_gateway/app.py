@@ -23,6 +23,7 @@ from muster_gateway.service import (
     GatewayError,
     NewApproval,
 )
+from muster_gateway.tracing import add_request_ids
 
 PROBLEM = "urn:muster:problem:"
 
@@ -71,6 +72,7 @@ def create_app(gateway: Gateway, auth: Authenticator) -> FastAPI:
         version="1",
         description=__doc__,
     )
+    add_request_ids(app)
 
     @app.exception_handler(GatewayError)
     async def refused(request: Request, exc: GatewayError) -> Response:

@@ -44,6 +44,7 @@ from muster_fulfillment.models import (
     start_attributes,
 )
 from muster_gateway.auth import Caller
+from muster_gateway.tracing import annotate
 from muster_runtime import search_attributes as sa
 from muster_runtime.contracts import APPROVAL_WORKFLOW, Money, approval_workflow_id
 from muster_runtime.policies import Directory, PolicySnapshot
@@ -191,6 +192,7 @@ class Gateway:
             request_id = f"req-{digest[:20]}"
         else:
             request_id = f"req-{uuid.uuid4().hex[:20]}"
+        annotate(request_id=request_id)
         request = ApprovalRequest(
             request_id=request_id,
             kind=body.kind,
@@ -354,6 +356,7 @@ class Gateway:
         self, caller: Caller, order: Order, idempotency_key: str
     ) -> tuple[OrderState, bool]:
         """Start the order's saga; the same key and order again returns the same order."""
+        annotate(order_id=order.order_id)
         fingerprint = _fingerprint(order.model_dump(mode="json"))
         workflow_id = order_workflow_id(order.order_id)
         try:
