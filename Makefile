@@ -73,7 +73,7 @@ up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--he
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv kube-tools browser chart-tools image-base
+test-all: venv kube-tools browser prometheus chart-tools image-base
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -113,6 +113,13 @@ endef
 browser: ## install headless Chromium (Debian package) for the browser test, if missing
 	@if [ -n "$${MUSTER_CHROMIUM:-}" ] || command -v chromium >/dev/null; then exit 0; fi; \
 	$(call apt_install,chromium,the browser test, or set MUSTER_CHROMIUM to a Chromium/Chrome binary)
+
+# Prometheus and promtool (Debian's package) check the chart's alert rules and dashboard
+# queries; the package's own service is not started.
+.PHONY: prometheus
+prometheus: ## install Debian's prometheus (prometheus, promtool) for the monitoring tests, if missing
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then exit 0; fi; \
+	$(call apt_install,prometheus,the monitoring tests,)
 
 # --- code health -----------------------------------------------------------------------
 

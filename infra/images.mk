@@ -104,5 +104,5 @@ $(KIND_CHECK): $(KINDCHECK_DIR)/main.go $(KINDCHECK_DIR)/go.mod $(KINDCHECK_DIR)
 chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(KIND_CHECK) ## schemas and checkers the chart tests use
 
 .PHONY: test-chart
-test-chart: venv kube-tools chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)
+test-chart: venv kube-tools prometheus chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)
 	@MUSTER_BIN_DIR=$(BIN) $(PYTEST) tests/chart $(PYTEST_ARGS)
