@@ -79,6 +79,8 @@ class Platform:
     approval_env: dict[str, str]
     tmp: Path
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    """/metrics URL of each process by its module."""
 
     def client(self, user: str) -> httpx.AsyncClient:
         """An API client authenticated as ``user``."""
@@ -97,14 +99,26 @@ class Platform:
     def start_approval_worker(self) -> ManagedProcess:
         """(Re)start the approval worker."""
         process = _start_ready(
-            "muster_approval", self.approval_env, self.tmp / "approval.log", "MUSTER_APPROVAL_"
+            "muster_approval",
+            self.approval_env,
+            self.tmp / "approval.log",
+            "MUSTER_APPROVAL_",
+            self.metrics,
         )
         self.processes["approval"] = process
         return process
 
 
-def _start_ready(module: str, env: dict[str, str], log: Path, prefix: str) -> ManagedProcess:
+def _start_ready(
+    module: str,
+    env: dict[str, str],
+    log: Path,
+    prefix: str,
+    metrics: dict[str, str] | None = None,
+) -> ManagedProcess:
     port = free_port()
+    if metrics is not None:
+        metrics[module] = f"http://127.0.0.1:{port}/metrics"
     process = start_service(
         module,
         {**env, f"{prefix}HTTP__HOST": "127.0.0.1", f"{prefix}HTTP__PORT": str(port)},
@@ -170,6 +184,7 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
             {**temporal_env, **backends.urls_env()},
             tmp / "fulfillment.log",
             "MUSTER_FULFILLMENT_",
+            found.metrics,
         )
         processes["gateway"] = _start_ready(
             "muster_gateway",
@@ -184,6 +199,7 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
             },
             tmp / "gateway.log",
             "MUSTER_GATEWAY_",
+            found.metrics,
         )
         yield found
     finally:

@@ -610,6 +610,7 @@ async def test_policy_is_published_with_a_reminder_schedule(
     policy_namespace: str,
     namespace: str,
     kubectl: Run,
+    operator: OperatorProcess,
 ) -> None:
     policies.create(
         "purchases",
@@ -644,6 +645,7 @@ async def test_policy_is_published_with_a_reminder_schedule(
     assert action.workflow == "ApprovalReminders"
     assert body["status"]["pendingRequests"] == 0
     assert "purchases" in kubectl("get", "apol", "-n", namespace).stdout
+    assert 'muster_approvals_pending{policy="purchases"} 0.0' in operator.metrics()
 
     # Reminders removed → the schedule goes; the policy deleted → unpublished.
     policies.patch("purchases", {"spec": {"reminders": None}})
@@ -652,6 +654,10 @@ async def test_policy_is_published_with_a_reminder_schedule(
     )
     policies.delete("purchases")
     wait_until(lambda: published() is None, what="the snapshot to be unpublished")
+    wait_until(
+        lambda: 'policy="purchases"' not in operator.metrics(),
+        what="the policy's pending gauge to go",
+    )
 
 
 async def _gone(client: Client, schedule_id: str) -> bool:

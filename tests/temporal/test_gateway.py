@@ -173,6 +173,21 @@ async def test_quorum_with_concurrent_and_duplicate_decisions(running: Platform)
         late = await bob.post(f"/v1/approvals/{request_id}/reject", json={"reason": "changed"})
         assert late.status_code == 409
         assert "approved" in late.json()["detail"]
+    # The worker counts the outcome and how long people took, by policy (never by request).
+    policy = final["policy"]
+
+    async def counted() -> str | None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            text = (await http.get(running.metrics["muster_approval"])).text
+        lines = [line for line in text.splitlines() if f'policy="{policy}"' in line]
+        done = [line for line in lines if line.startswith("muster_approvals_completed{")
+                and 'outcome="approved"' in line]  # fmt: skip
+        return text if done and float(done[0].rsplit(" ", 1)[1]) >= 1 else None
+
+    text = await async_wait_until(counted, what="the approval worker's outcome metrics", timeout=30)
+    assert "# TYPE muster_approval_decision_seconds histogram" in text
+    assert "muster_approval_decision_seconds_bucket{" in text
+    assert request_id not in text, "no request ids as labels"
 
 
 async def test_listing_filters_and_scopes(running: Platform) -> None:

@@ -9,6 +9,7 @@ Operator-wide clients live in kopf's memo: created at startup, closed at cleanup
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -516,7 +517,9 @@ async def _reconcile_policy(
             result = await apply_schedule(client, reminders)
             patch.status["reminderScheduleId"] = result.schedule_id
             patch.status["reminderFingerprint"] = result.fingerprint
-        patch.status["pendingRequests"] = await pending_requests(client, policy)
+        pending = await pending_requests(client, policy)
+        patch.status["pendingRequests"] = pending
+        metrics.APPROVALS_PENDING.labels(policy.metadata.name).set(pending)
         metrics.TEMPORAL_UP.set(1)
     except ForeignSchedule as exc:
         _policy_status(body, patch, Want("Synced", "False", "ForeignSchedule", str(exc)), published)
@@ -595,3 +598,5 @@ async def delete_policy(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) 
         await delete_schedule(client, _reminder_placeholder(policy))
     except (ApiException, TemporalUnavailable, RPCError, RuntimeError, OSError) as exc:
         raise kopf.TemporaryError(f"cannot clean up yet: {exc}", delay=_backoff(retry)) from None
+    with contextlib.suppress(KeyError):
+        metrics.APPROVALS_PENDING.remove(policy.metadata.name)

@@ -67,6 +67,20 @@ class Approval:
         self._notifications: list[asyncio.Task[None]] = []
         self._reminders_sent = 0
         self._remind_keys: set[str] = set()
+        # Replay-safe workflow metrics (Temporal's meter), labelled by policy: bounded by the
+        # number of policies, never by request.
+        meter = workflow.metric_meter()
+        self._completed = meter.create_counter(
+            "muster_approvals_completed", "Approval requests that ended, by policy and outcome"
+        )
+        self._decision_seconds = meter.create_histogram_float(
+            "muster_approval_decision_seconds",
+            "From request to outcome, by policy and outcome",
+            unit="s",
+        )
+        self._escalations = meter.create_counter(
+            "muster_approval_escalations", "Deadlines that passed a request up its chain"
+        )
 
     # -- queries, updates, signals ---------------------------------------------------------
 
@@ -139,7 +153,9 @@ class Approval:
             self.status = ApprovalStatus.CANCELLED
             self._log("muster", "cancelled", "the request was withdrawn")
             self._upsert()
+            self._record_outcome()
             raise
+        self._record_outcome()
         self._announce_outcome()
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._finish_notifications()
@@ -240,6 +256,7 @@ class Approval:
             step = escalations[self.level]
             if step.required_approvals is not None:
                 self.required = step.required_approvals
+            self._escalations.add(1, {"policy": self.policy.name})
             await self._enter_level(self.level + 1, step.to, step.timeout, "escalated")
             self._evaluate()
             return
@@ -267,6 +284,15 @@ class Approval:
                 ],
                 key or f"reminder-{self._reminders_sent}",
             )
+
+    def _record_outcome(self) -> None:
+        labels = {
+            "policy": self.policy.name if self.policy else self.request.policy or "none",
+            "outcome": self.status.value,
+        }
+        self._completed.add(1, labels)
+        waited = workflow.now() - workflow.info().start_time
+        self._decision_seconds.record(max(waited.total_seconds(), 0.0), labels)
 
     def _announce_outcome(self) -> None:
         if self.policy is None:

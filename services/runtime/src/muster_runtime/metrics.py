@@ -47,6 +47,14 @@ DEFAULT_BUCKETS_MS: tuple[float, ...] = (
     300_000, 600_000, 1_800_000, 3_600_000,
 )  # fmt: skip
 
+# Histograms Muster's workflows record in their own units (not milliseconds): people take
+# minutes to weeks to decide, so decision latency has buckets from a minute to a month.
+MUSTER_BUCKETS: dict[str, tuple[float, ...]] = {
+    "muster_approval_decision_seconds": (
+        60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
+    ),
+}  # fmt: skip
+
 LabelSet = tuple[tuple[str, str], ...]
 
 
@@ -116,7 +124,8 @@ class TemporalMetricStore:
     ) -> None:
         self._buffer = buffer
         self._buckets = tuple(sorted(buckets))
-        self._overrides = {k: tuple(sorted(v)) for k, v in (bucket_overrides or {}).items()}
+        overrides = {**MUSTER_BUCKETS, **(bucket_overrides or {})}
+        self._overrides = {k: tuple(sorted(v)) for k, v in overrides.items()}
         self._families: dict[str, _Family] = {}
         # Attribute objects are translated to labels once per object. Core reuses an object
         # for a while (a worker's, a poller's), but also makes new ones (one per workflow
