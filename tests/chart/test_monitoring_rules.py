@@ -136,3 +136,18 @@ def test_every_alert_and_panel_query_parses(prometheus: str, rules_file: Path) -
     assert not problems, "\n".join(problems)
     broken = httpx.get(f"{prometheus}/api/v1/query", params={"query": "sum(rate(x[1m])"}).json()
     assert broken["status"] == "error", "a broken query must not pass"
+
+
+def test_every_alert_has_a_runbook_section(rules_file: Path) -> None:
+    runbooks = (CHART.parents[1] / "docs" / "runbooks.md").read_text()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", line[3:].strip().lower()).replace(" ", "-")
+        for line in runbooks.splitlines()
+        if line.startswith("## ")
+    }
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    for rule in [r for g in groups for r in g["rules"] if "alert" in r]:
+        link = rule["annotations"]["runbook"]
+        assert link.startswith("docs/runbooks.md#"), rule["alert"]
+        assert link.split("#", 1)[1] in anchors, f"{rule['alert']}: no section {link}"
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}

@@ -674,6 +674,8 @@ def test_operator_metrics_use_controller_runtime_names(
     assert "controller_runtime_reconcile_time_seconds_bucket" in text
     assert 'controller_runtime_active_workers{controller="schedule"}' in text
     assert "muster_operator_schedule_syncs_total" in text
+    # Nothing polls the test's task queue: the gauge behind the MusterNoPollers alert says so.
+    assert f'muster_task_queue_pollers{{task_queue="{task_queue}"}} 0.0' in text
 
 
 # -- validation by the API server ------------------------------------------------------------

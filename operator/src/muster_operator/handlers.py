@@ -203,9 +203,11 @@ def _schedule_status(
 
 async def _pollers(client: Client, task_queue: str) -> int | None:
     try:
-        return await pollers(client, task_queue)
+        found = await pollers(client, task_queue)
     except RPCError:
         return None
+    metrics.TASK_QUEUE_POLLERS.labels(task_queue).set(found)
+    return found
 
 
 async def _reconcile_schedule(

@@ -50,6 +50,11 @@ DRIFT_CORRECTIONS = Counter(
 TEMPORAL_UP = Gauge(
     "muster_operator_temporal_up", "1 when the last call to Temporal worked, else 0"
 )
+TASK_QUEUE_POLLERS = Gauge(
+    "muster_task_queue_pollers",
+    "Workers polling the task queue of a Schedule's workflow, as Temporal last reported",
+    ["task_queue"],
+)
 APPROVALS_PENDING = Gauge(
     "muster_approvals_pending",
     "Approval requests waiting for a decision, by policy (counted at every resync)",
