@@ -70,7 +70,7 @@ def namespace(core_api: client.CoreV1Api) -> Iterator[str]:
 
 def _runner(binary: Path, global_args: list[str], env: dict[str, str]) -> Run:
     def run(
-        *args: str, input: str | None = None, check: bool = True
+        *args: str, input: str | None = None, check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [str(binary), *global_args, *args],
@@ -78,7 +78,7 @@ def _runner(binary: Path, global_args: list[str], env: dict[str, str]) -> Run:
             capture_output=True,
             text=True,
             env=env,
-            timeout=60,
+            timeout=timeout,
             check=False,
         )
         if check and result.returncode != 0:

@@ -138,7 +138,9 @@ def test_install_upgrade_uninstall(
         assert labels.get("rollout") == "two", deployment["metadata"]["name"]
 
     # uninstall: everything goes but what is documented to stay (claims with their data).
-    helm_cluster("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "120s")
+    helm_cluster(
+        "uninstall", release, "--namespace", namespace, "--wait", "--timeout", "150s", timeout=180
+    )
     left = [o for o in objects if exists(kubectl, o, namespace)]
     kept = [o for o in left if o["kind"] == "PersistentVolumeClaim"]
     assert left == kept, f"left behind: {[(o['kind'], o['metadata']['name']) for o in left]}"
@@ -164,14 +166,37 @@ def adopt_crds(kubectl: Run, release: str, namespace: str) -> None:
                 f"meta.helm.sh/release-namespace={namespace}", "--overwrite")  # fmt: skip
 
 
-def crd_annotations(kubectl: Run, crd: str) -> dict[str, str] | None:
+def crd_state(kubectl: Run, crd: str) -> dict[str, Any] | None:
     result = kubectl("get", "crd", crd, "-o", "json", check=False)
     if result.returncode != 0:
         return None
-    return dict(json.loads(result.stdout)["metadata"].get("annotations", {}))
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
 
 
-@pytest.mark.timeout(300)
+def crd_annotations(kubectl: Run, crd: str) -> dict[str, str] | None:
+    state = crd_state(kubectl, crd)
+    return None if state is None else dict(state["metadata"].get("annotations", {}))
+
+
+def wait_crds_gone(kubectl: Run, *, only_terminating: bool = False) -> None:
+    """Poll until Muster's CRDs are deleted (the API server first deletes every custom
+    resource of theirs, which can take a while on a busy machine)."""
+
+    def gone() -> bool:
+        for crd in CRD_NAMES:
+            state = crd_state(kubectl, crd)
+            if state is None:
+                continue
+            if only_terminating and "deletionTimestamp" not in state["metadata"]:
+                continue
+            return False
+        return True
+
+    wait_until(gone, what="Muster's CRDs to be deleted", timeout=240, interval=0.5)
+
+
+@pytest.mark.timeout(600)
 def test_crds_install_upgrade_and_keep_switch(
     helm_cluster: Run, kubectl: Run, namespace: str, cluster_ready: None
 ) -> None:
@@ -195,21 +220,22 @@ def test_crds_install_upgrade_and_keep_switch(
             assert annotations is not None
             assert "helm.sh/resource-policy" not in annotations
         helm_cluster("upgrade", release, str(CHART), *only_crds)
-        helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
-        assert all(crd_annotations(kubectl, crd) is not None for crd in CRD_NAMES)
+        helm_cluster("uninstall", release, "--namespace", namespace)
+        for crd in CRD_NAMES:
+            kept = crd_state(kubectl, crd)
+            assert kept is not None, f"{crd} was deleted"
+            assert "deletionTimestamp" not in kept["metadata"], f"{crd} is being deleted"
 
         # keep off: uninstall removes them (and every Schedule with them).
         release = release_name()
         adopt_crds(kubectl, release, namespace)
         helm_cluster("install", release, str(CHART), *only_crds, "--set", "crds.keep=false")
-        helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
-        wait_until(
-            lambda: all(crd_annotations(kubectl, crd) is None for crd in CRD_NAMES),
-            what="the CRDs to be deleted",
-            timeout=60,
-        )
+        helm_cluster("uninstall", release, "--namespace", namespace)
+        wait_crds_gone(kubectl)
     finally:
-        # Leave the plane with the CRDs, as the other tests expect it.
+        # Leave the plane with the CRDs, as the other tests expect it: a CRD that is still
+        # being deleted must be gone before it can be created again.
+        wait_crds_gone(kubectl, only_terminating=True)
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "files" / "crds"))
         for crd in CRD_NAMES:
             wait_established(kubectl, crd)
@@ -236,7 +262,7 @@ def operator_release(
         "--set-json", f'operator.watchNamespaces=["{namespace}"]',
     )  # fmt: skip
     yield release, "muster-operator"
-    helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
+    helm_cluster("uninstall", release, "--namespace", namespace, "--wait", timeout=180)
 
 
 def test_operator_serviceaccount_can_do_its_job_and_nothing_more(
@@ -285,7 +311,7 @@ def test_operator_serviceaccount_can_do_its_job_and_nothing_more(
         assert not can_i(kubectl, wide, "get", "secrets", *cluster_wide)
         assert not can_i(kubectl, wide, "list", "secrets", "--namespace", namespace)
     finally:
-        helm_cluster("uninstall", release, "--namespace", namespace, "--wait")
+        helm_cluster("uninstall", release, "--namespace", namespace, "--wait", timeout=180)
 
 
 def serviceaccount_kubeconfig(
