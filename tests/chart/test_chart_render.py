@@ -428,3 +428,18 @@ def test_gateway_replicas_share_one_session_key(rendered: dict[str, list[Manifes
 def test_replica_count_zero_is_kept(helm: Run) -> None:
     manifests = render(helm, "minimal", "--set", "gateway.replicaCount=0")
     assert _by_kind(manifests, "Deployment")["muster-gateway"]["spec"]["replicas"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["--set", "backends.enabled=false"], "scheduling.backendsUrl is empty"),
+        (["--set", "backends.enabled=false", "--set", "scheduling.backendsUrl=http://x:1"],
+         "fulfillment.backends.inventory is empty"),
+    ],
+)  # fmt: skip
+def test_a_saga_without_backends_is_refused(helm: Run, args: list[str], mentions: str) -> None:
+    result = helm("template", "m", str(CHART), *args, check=False)
+    assert result.returncode != 0
+    assert mentions in result.stderr
+    assert "enable the reference backends (backends.enabled=true)" in result.stderr
