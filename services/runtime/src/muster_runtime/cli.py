@@ -41,6 +41,7 @@ def _up(args: argparse.Namespace) -> int:
             "namespace": args.namespace,
             "services": args.services,
             "schedules": args.schedules,
+            "prometheus_port": args.prometheus_port,
         }.items()
         if value is not None
     }
@@ -144,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--schedules",
         help="folder of Schedule files to apply once ready (default examples/schedules; "
         "'' loads none)",
+    )
+    up.add_argument(
+        "--prometheus-port",
+        type=int,
+        help="also run a local Prometheus on this port, scraping every service and "
+        "evaluating Muster's alert rules (Debian's prometheus: `make prometheus`)",
     )
     up.set_defaults(func=_up)
 

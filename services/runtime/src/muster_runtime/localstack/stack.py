@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from muster_runtime.client import connect_with_retry
 from muster_runtime.localstack.process import ManagedProcess, port_in_use
+from muster_runtime.localstack.prometheus import PrometheusConfig, PrometheusServer
 from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.search_attributes import SearchAttributeConflict, ensure_search_attributes
 from muster_runtime.settings import Port, TemporalSettings
@@ -79,6 +80,11 @@ class StackSettings(BaseSettings):
     schedules: Path | None = Path("examples/schedules")
     """Schedule files applied with `muster apply` once the stack is ready (the scheduling
     worker runs them); empty to load none."""
+    prometheus_port: Port | None = None
+    """Start a local Prometheus on this port that scrapes every service and evaluates
+    Muster's alert rules (Debian's prometheus: `make prometheus`); unset: none."""
+    alert_rules: Path = Path("charts/muster/files/alerts.yaml")
+    """Prometheus rule file the local Prometheus evaluates (skipped when missing)."""
 
     @field_validator("schedules", mode="before")
     @classmethod
@@ -155,6 +161,7 @@ class LocalStack:
     out: Callable[[str], None] = print
     services: list[RunningService] = field(default_factory=list)
     server: DevServer | None = None
+    prometheus: PrometheusServer | None = None
     _lock_file: IO[str] | None = None
 
     @property
@@ -319,8 +326,26 @@ class LocalStack:
                 )
             time.sleep(0.2)
 
+    def start_prometheus(self, port: int) -> str:
+        """Prometheus scraping every running service; returns a line for people."""
+        rules = self.settings.alert_rules
+        config = PrometheusConfig(
+            port=port,
+            data_dir=self.state_dir / "prometheus",
+            targets={r.spec.name: [f"127.0.0.1:{r.port}"] for r in self.services},
+            rule_files=[rules.resolve()] if rules.is_file() else [],
+        )
+        self.prometheus = PrometheusServer(
+            config, log_path=self.state_dir / "logs" / "prometheus.log"
+        )
+        self.prometheus.start()
+        what = f"rules from {rules}" if rules.is_file() else f"no rules ({rules} not found)"
+        return f"prometheus: {config.url} scrapes {len(config.targets)} services, {what}"
+
     def stop_all(self) -> None:
-        """Stop services in reverse start order, then the dev server."""
+        """Stop Prometheus, services in reverse start order, then the dev server."""
+        if self.prometheus is not None:
+            self.prometheus.stop()
         for running in reversed(self.services):
             if running.process.running():
                 self.out(f"stopping {running.spec.name} ...")
@@ -350,6 +375,7 @@ class LocalStack:
                 }
                 for r in self.services
             },
+            "prometheus": self.prometheus.config.url if self.prometheus else None,
         }
         path = self.state_dir / STATE_NAME
         tmp = path.with_suffix(".tmp")
@@ -363,6 +389,9 @@ class LocalStack:
         for running in self.services:
             if running.process.pid and running.process.running():
                 yield running.process.pid
+        prometheus = self.prometheus.process if self.prometheus is not None else None
+        if prometheus is not None and prometheus.pid and prometheus.running():
+            yield prometheus.pid
 
     def summary(self) -> str:
         """What runs where, for people."""
@@ -373,6 +402,8 @@ class LocalStack:
             f"export TEMPORAL_ADDRESS={self.temporal_address}",
             f"  {'Temporal UI':<20} {ui or 'disabled'}",
         ]
+        if self.prometheus is not None:
+            lines.append(f"  {'Prometheus':<20} {self.prometheus.config.url}")
         for r in self.services:
             endpoints = f"{r.url}  (/metrics /healthz /readyz)"
             lines.append(f"  {r.spec.name:<20} {endpoints:<28} {r.spec.description}")
@@ -505,6 +536,8 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
             if settings.schedules is not None:
                 for line in await apply_schedules(settings.schedules, temporal):
                     out(line)
+            if settings.prometheus_port is not None:
+                out(await asyncio.to_thread(stack.start_prometheus, settings.prometheus_port))
             stack.write_state()
             out(stack.summary())
             await stack.supervise(stop, envs)
