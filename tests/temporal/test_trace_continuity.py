@@ -161,3 +161,44 @@ async def test_one_order_is_one_trace_from_gateway_to_backends(
     personal = {str(order["customer_email"]), "Ada Lovelace", "12 Analytical Way", "tok_visa"}
     for span in spans:
         assert not personal & {str(v) for v in span.attributes.values()}, span.name
+
+
+async def test_compensations_continue_the_orders_trace(
+    traced: Platform, receiver: OtlpReceiver
+) -> None:
+    """A declined card: the saga undoes the reservation, and that compensation (activity and
+    backend call) belongs to the same trace as the order's request."""
+    trace_id = secrets.token_hex(16)
+    order_id = f"trace-declined-{secrets.token_hex(4)}"
+    order = {**_order(order_id), "payment_token": "tok_declined"}
+    async with httpx.AsyncClient(base_url=traced.gateway, timeout=30) as http:
+        response = await http.post(
+            "/v1/orders",
+            json=order,
+            headers={
+                "Authorization": f"Bearer {TOKENS['shop']}",
+                "Idempotency-Key": order_id,
+                "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01",
+            },
+        )
+        assert response.status_code == 201, response.text
+
+    undo = "RunActivity:fulfillment.release_inventory"
+
+    def compensated() -> list[ReceivedSpan] | None:
+        spans = receiver.spans(trace_id)
+        release = [s for s in spans if s.name == undo]
+        if not release:
+            return None
+        by_id = {s.span_id: s for s in spans}
+        calls = [s for s in spans if s.kind == CLIENT and s.parent_id == release[0].span_id]
+        served = [s for s in spans if s.kind == SERVER and s.service == "muster-backends"
+                  and s.parent_id in {c.span_id for c in calls}]  # fmt: skip
+        return spans if served and release[0].parent_id in by_id else None
+
+    spans = wait_until(compensated, what="the compensation's spans", timeout=90, interval=0.5)
+    by_id = {s.span_id: s for s in spans}
+    gateway = _one(spans, "POST /v1/orders")
+    release = next(s for s in spans if s.name == undo)
+    assert gateway.span_id in _ancestors(release, by_id)
+    assert any(s.name == "RunActivity:fulfillment.charge_payment" for s in spans)
