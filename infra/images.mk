@@ -4,8 +4,9 @@
 #   make images IMAGE_BASE=local     build on a Debian bookworm base made here with debootstrap
 #   make image-base                  just that local base image
 #   make image-tools                 install buildah and debootstrap (Debian packages) if missing
-#   make chart-tools                 skaffold's JSON schema, the Prometheus Operator CRDs and
-#                                    kind-config-check, from the Go module proxy into ./bin
+#   make chart-tools                 skaffold's JSON schema, the Prometheus Operator CRDs,
+#                                    kind-config-check and otelcol-muster (an OpenTelemetry
+#                                    Collector), from the Go module proxy into ./bin
 #   make test-chart                  the chart and image tests (tests/chart)
 #
 # Images live in buildah's vfs storage under .cache/containers (git-ignored); see them with
@@ -29,6 +30,8 @@ SKAFFOLD_SCHEMA := $(SCHEMAS)/skaffold-$(SKAFFOLD_SCHEMA_VERSION).json
 MONITORING_CRDS := $(SCHEMAS)/monitoring-crds-v$(PROMETHEUS_OPERATOR_VERSION)
 KIND_CHECK := $(BIN)/kind-config-check
 KINDCHECK_DIR := $(CURDIR)/infra/kindcheck
+OTELCOL := $(BIN)/otelcol-muster
+OTELCHECK_DIR := $(CURDIR)/infra/otelcheck
 
 .PHONY: image-tools
 image-tools: ## install buildah and debootstrap (Debian packages) when missing
@@ -100,8 +103,16 @@ $(KIND_CHECK): $(KINDCHECK_DIR)/main.go $(KINDCHECK_DIR)/go.mod $(KINDCHECK_DIR)
 	@cd $(KINDCHECK_DIR) && $(KUBE_GOENV) $(GO) build -trimpath -ldflags '-s -w' -o $@ . \
 		|| $(call kube_proxy_error,sigs.k8s.io/kind)
 
+# An OpenTelemetry Collector with the components of infra/otel/collector.yaml, from the
+# collector's Go modules (versions in infra/otelcheck/go.mod), to validate that config.
+$(OTELCOL): $(OTELCHECK_DIR)/main.go $(OTELCHECK_DIR)/go.mod $(OTELCHECK_DIR)/go.sum
+	@$(kube_check_go)
+	@echo "building otelcol-muster (OpenTelemetry Collector core components) into $(BIN)"
+	@cd $(OTELCHECK_DIR) && $(KUBE_GOENV) $(GO) build -trimpath -ldflags '-s -w' -o $@ . \
+		|| $(call kube_proxy_error,go.opentelemetry.io/collector)
+
 .PHONY: chart-tools
-chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(KIND_CHECK) ## schemas and checkers the chart tests use
+chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(KIND_CHECK) $(OTELCOL) ## schemas and checkers the chart tests use
 
 .PHONY: test-chart
 test-chart: venv kube-tools prometheus chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)
