@@ -25,16 +25,21 @@ COMPONENTS = {
 WORKERS = ("approval", "scheduling", "fulfillment")
 
 
-def buildah(
-    *args: str, timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
+def buildah_command() -> list[str]:
+    """buildah with Muster's test storage (vfs under .cache/containers)."""
     binary = shutil.which("buildah")
     if binary is None:
         raise RuntimeError("buildah is not installed: run `make image-tools`")
+    return [binary, "--root", str(STORAGE), "--storage-driver", "vfs"]
+
+
+def buildah(
+    *args: str, timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run buildah to completion; a failure (with ``check``) raises with its stderr."""
     result = subprocess.run(
-        [binary, "--root", str(STORAGE), "--storage-driver", "vfs", *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        [*buildah_command(), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and result.returncode != 0:
         raise RuntimeError(
             f"buildah {' '.join(args)} exited {result.returncode}:\n{result.stderr[-4000:]}"
@@ -89,6 +94,17 @@ class Container:
     def __init__(self, reference: str) -> None:
         self.name = buildah("from", "--pull-never", reference).stdout.strip()
 
+    def _run_args(
+        self, argv: tuple[str, ...], env: dict[str, str] | None, volumes: list[str] | None
+    ) -> list[str]:
+        """``buildah run`` arguments: chroot isolation, the host's network, env and volumes."""
+        options = ["run", "--isolation", "chroot"]
+        for key, value in (env or {}).items():
+            options += ["--env", f"{key}={value}"]
+        for volume in volumes or []:
+            options += ["--volume", volume]
+        return [*options, self.name, "--", *argv]
+
     def run(
         self,
         *argv: str,
@@ -97,27 +113,16 @@ class Container:
         timeout: float = 60,
         check: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        options: list[str] = ["--isolation", "chroot"]
-        for key, value in (env or {}).items():
-            options += ["--env", f"{key}={value}"]
-        for volume in volumes or []:
-            options += ["--volume", volume]
-        return buildah("run", *options, self.name, "--", *argv, timeout=timeout, check=check)
+        """Run a command in the container and wait for it."""
+        return buildah(*self._run_args(argv, env, volumes), timeout=timeout, check=check)
 
     def popen(
         self, *argv: str, env: dict[str, str], volumes: list[str], log: Path
     ) -> subprocess.Popen[bytes]:
-        binary = shutil.which("buildah")
-        assert binary is not None
-        options: list[str] = ["--isolation", "chroot"]
-        for key, value in env.items():
-            options += ["--env", f"{key}={value}"]
-        for volume in volumes:
-            options += ["--volume", volume]
+        """Start a command in the container (its own session), output to ``log``."""
         with log.open("wb") as out:
             return subprocess.Popen(
-                [binary, "--root", str(STORAGE), "--storage-driver", "vfs", "run", *options,
-                 self.name, "--", *argv],
+                [*buildah_command(), *self._run_args(argv, env, volumes)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
 

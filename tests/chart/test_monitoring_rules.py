@@ -6,7 +6,6 @@ observability tier's job.)"""
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -18,9 +17,11 @@ import httpx
 import pytest
 import yaml
 
-from muster_runtime.localstack.process import ManagedProcess, free_port
+from muster_runtime.localstack.process import free_port
+from muster_runtime.localstack.prometheus import PrometheusConfig, PrometheusServer, instant_query
 from muster_runtime.polling import wait_until
 from tests.chart.support import CHART, render
+from tests.dashboards import panel_queries
 from tests.kube.support import Run
 
 pytestmark = pytest.mark.chart
@@ -61,51 +62,19 @@ def test_promtool_check_is_not_vacuous(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def prometheus(rules_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus on loopback with the chart's rules loaded."""
-    assert PROMETHEUS is not None
-    home = tmp_path_factory.mktemp("prometheus")
+    """A real Prometheus on loopback with the chart's rules loaded (scraping only itself)."""
     port = free_port()
-    config = home / "prometheus.yml"
-    config.write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
-        "rule_files": [str(rules_file)],
-        "scrape_configs": [{"job_name": "prometheus",
-                            "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
-    }))  # fmt: skip
-    process = ManagedProcess(
-        "prometheus",
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={home / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        log_path=home / "prometheus.log",
-    )  # fmt: skip
-    process.start()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        assert process.running(), process.tail()
-        try:
-            return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, what="Prometheus ready", timeout=60)
-    yield url
-    process.stop()
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(where, expression) of every panel target of every dashboard, variables filled in as
-    Grafana would (all values, a rate interval)."""
-    found = []
-    for path in sorted((CHART / "dashboards").glob("*.json")):
-        dashboard = json.loads(path.read_text())
-        for panel in dashboard["panels"]:
-            for target in panel.get("targets", []):
-                expr = target["expr"]
-                expr = expr.replace("$__rate_interval", "1m").replace("$__interval", "30s")
-                expr = re.sub(r"\$\{?\w+\}?", ".*", expr)
-                found.append((f"{path.name}: {panel['title']}", expr))
-    return found
+    server = PrometheusServer(
+        PrometheusConfig(
+            port=port,
+            data_dir=tmp_path_factory.mktemp("prometheus"),
+            targets={"prometheus": [f"127.0.0.1:{port}"]},
+            rule_files=[rules_file],
+        )
+    )
+    server.start()
+    yield server.config.url
+    server.stop()
 
 
 def alert_expressions(rules_file: Path) -> list[tuple[str, str]]:
@@ -125,16 +94,15 @@ def test_prometheus_loaded_every_rule(prometheus: str, rules_file: Path) -> None
 
 
 def test_every_alert_and_panel_query_parses(prometheus: str, rules_file: Path) -> None:
-    queries = [*alert_expressions(rules_file), *dashboard_queries()]
+    queries = [*alert_expressions(rules_file), *panel_queries()]
     assert len(queries) > 10
     problems = []
     for where, expr in queries:
-        answer = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
-        body = answer.json()
+        body = instant_query(prometheus, expr)
         if body.get("status") != "success":
             problems.append(f"{where}: {body.get('error')}\n    {expr}")
     assert not problems, "\n".join(problems)
-    broken = httpx.get(f"{prometheus}/api/v1/query", params={"query": "sum(rate(x[1m])"}).json()
+    broken = instant_query(prometheus, "sum(rate(x[1m])")
     assert broken["status"] == "error", "a broken query must not pass"
 
 

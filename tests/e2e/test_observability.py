@@ -8,7 +8,6 @@ time fires MusterApprovalsExpired."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import signal
 import subprocess
@@ -21,13 +20,14 @@ import httpx
 import pytest
 import yaml
 
+from muster_runtime.localstack.prometheus import instant_query
+from tests.dashboards import panel_queries
 from tests.helpers import REPO, free_port, free_port_block, wait_until
 
 pytestmark = pytest.mark.timeout(420)
 
 MUSTER = Path(sys.executable).parent / "muster"
 TEMPORAL = Path(sys.executable).parent / "temporal"
-DASHBOARDS = REPO / "charts" / "muster" / "dashboards"
 SHOP = {"Authorization": "Bearer shop-demo-token"}
 ALICE = {"Authorization": "Bearer alice-demo-token"}
 DAVE = {"Authorization": "Bearer dave-demo-token"}
@@ -95,23 +95,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             up.wait()
 
 
-def query(prometheus: str, expr: str) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx.get(
-        f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10
-    ).json()
-    return answer
-
-
-def panel_queries() -> list[tuple[str, str]]:
-    found = []
-    for path in sorted(DASHBOARDS.glob("*.json")):
-        for panel in json.loads(path.read_text())["panels"]:
-            for target in panel.get("targets", []):
-                expr = target["expr"].replace("$__rate_interval", "1m")
-                found.append((f"{path.stem}: {panel['title']}", re.sub(r"\$\{?\w+\}?", ".*", expr)))
-    return found
-
-
 def drive(info: dict[str, Any]) -> None:
     """Orders (fulfilled and declined), a large order approved, a request left to expire,
     and a triggered scheduled run."""
@@ -174,7 +157,7 @@ def test_dashboards_and_alerts_against_the_running_stack(stack: dict[str, Any]) 
     queries = panel_queries()
     assert len(queries) >= 30
     for where, expr in queries:
-        assert query(prometheus, expr)["status"] == "success", f"{where}: {expr}"
+        assert instant_query(prometheus, expr)["status"] == "success", f"{where}: {expr}"
     exercised = [(w, e) for w, e in queries
                  if not any(m in e for m in OPERATOR_ONLY + NOT_EXERCISED)]  # fmt: skip
     assert len(exercised) >= 15
@@ -183,7 +166,7 @@ def test_dashboards_and_alerts_against_the_running_stack(stack: dict[str, Any]) 
 
     def all_have_data() -> bool:
         missing[:] = [f"{w}: {e}" for w, e in exercised
-                      if not query(prometheus, e)["data"]["result"]]  # fmt: skip
+                      if not instant_query(prometheus, e)["data"]["result"]]  # fmt: skip
         return not missing
 
     try:
@@ -204,4 +187,4 @@ def test_dashboards_and_alerts_against_the_running_stack(stack: dict[str, Any]) 
     rules = yaml.safe_load((REPO / "charts/muster/files/alerts.yaml").read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
-            assert query(prometheus, rule["expr"])["status"] == "success", rule["alert"]
+            assert instant_query(prometheus, rule["expr"])["status"] == "success", rule["alert"]

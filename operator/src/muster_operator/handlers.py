@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -327,6 +327,37 @@ def _remaining_changed(diff: Any) -> bool:
     return any(tuple(change[1][:2]) == ("spec", "remainingActions") for change in diff or ())
 
 
+async def _reconcile_now(
+    controller: str, memo: kopf.Memo, reconcile: Callable[[], Awaitable[None]]
+) -> None:
+    """One reconcile, counted the way controller-runtime counts it; a TemporaryError is a
+    requeue, re-raised so kopf retries it."""
+    async with metrics.reconciling(controller, _operator(memo).workers) as outcome:
+        try:
+            await reconcile()
+        except kopf.TemporaryError:
+            outcome.result = "requeue_after"
+            raise
+
+
+async def _resync(
+    controller: str, body: kopf.Body, memo: kopf.Memo, reconcile: Callable[[], Awaitable[None]]
+) -> None:
+    """A timer tick's reconcile. Skipped while the sync handler has not finished the current
+    generation (it writes everything); errors are already in status and wait for the next
+    tick (a person may fix the resource meanwhile)."""
+    status = body.get("status") or {}
+    if status.get("observedGeneration") != body["metadata"].get("generation"):
+        return
+    async with metrics.reconciling(controller, _operator(memo).workers) as outcome:
+        try:
+            await reconcile()
+        except kopf.PermanentError:
+            outcome.result = "error"
+        except kopf.TemporaryError:
+            outcome.result = "requeue_after"
+
+
 @kopf.on.resume(GROUP, VERSION, SCHEDULES, id="sync")
 @kopf.on.create(GROUP, VERSION, SCHEDULES, id="sync")
 @kopf.on.update(GROUP, VERSION, SCHEDULES, id="sync", field="spec")
@@ -341,19 +372,18 @@ async def sync_schedule(
     **_: Any,
 ) -> None:
     """Create or update the Temporal schedule to match the resource."""
-    async with metrics.reconciling("schedule", _operator(memo).workers) as outcome:
-        try:
-            await _reconcile_schedule(
-                body,
-                patch,
-                memo,
-                retry,
-                drift_check=reason == "resume",
-                remaining_from_spec=reason == "create" or _remaining_changed(diff),
-            )
-        except kopf.TemporaryError:
-            outcome.result = "requeue_after"
-            raise
+    await _reconcile_now(
+        "schedule",
+        memo,
+        lambda: _reconcile_schedule(
+            body,
+            patch,
+            memo,
+            retry,
+            drift_check=reason == "resume",
+            remaining_from_spec=reason == "create" or _remaining_changed(diff),
+        ),
+    )
 
 
 @kopf.on.field(GROUP, VERSION, SCHEDULES, id="requests", field="metadata.annotations")
@@ -364,31 +394,22 @@ async def schedule_requests(
     annotations = body["metadata"].get("annotations") or {}
     if TRIGGER_ANNOTATION not in annotations and BACKFILL_ANNOTATION not in annotations:
         return
-    async with metrics.reconciling("schedule", _operator(memo).workers) as outcome:
-        try:
-            await _reconcile_schedule(body, patch, memo, retry, drift_check=True)
-        except kopf.TemporaryError:
-            outcome.result = "requeue_after"
-            raise
+    await _reconcile_now(
+        "schedule", memo, lambda: _reconcile_schedule(body, patch, memo, retry, drift_check=True)
+    )
 
 
 @kopf.timer(GROUP, VERSION, SCHEDULES, id="resync", interval=SETTINGS.resync_seconds)
 async def resync_schedule(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any
 ) -> None:
-    """Drift check, pending requests and a status refresh, every resync interval."""
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != body["metadata"].get("generation"):
-        # The sync handler has not finished this generation; it will write everything.
-        return
-    async with metrics.reconciling("schedule", _operator(memo).workers) as outcome:
-        try:
-            await _reconcile_schedule(body, patch, memo, retry, drift_check=True)
-        except kopf.PermanentError:
-            # Already reported in status; the next tick tries again (a person may fix it).
-            outcome.result = "error"
-        except kopf.TemporaryError:
-            outcome.result = "requeue_after"
+    """Drift check, worker availability and a status refresh, every resync interval."""
+    await _resync(
+        "schedule",
+        body,
+        memo,
+        lambda: _reconcile_schedule(body, patch, memo, retry, drift_check=True),
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, SCHEDULES, id="cleanup")
@@ -558,12 +579,11 @@ async def sync_policy(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, reason: str, **_: Any
 ) -> None:
     """Publish the policy snapshot and keep its reminder schedule."""
-    async with metrics.reconciling("approvalpolicy", _operator(memo).workers) as outcome:
-        try:
-            await _reconcile_policy(body, patch, memo, retry, drift_check=reason == "resume")
-        except kopf.TemporaryError:
-            outcome.result = "requeue_after"
-            raise
+    await _reconcile_now(
+        "approvalpolicy",
+        memo,
+        lambda: _reconcile_policy(body, patch, memo, retry, drift_check=reason == "resume"),
+    )
 
 
 @kopf.timer(GROUP, VERSION, POLICIES, id="resync", interval=SETTINGS.resync_seconds)
@@ -571,16 +591,12 @@ async def resync_policy(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any
 ) -> None:
     """Pending counts, reminder-schedule drift and the published snapshot, periodically."""
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != body["metadata"].get("generation"):
-        return
-    async with metrics.reconciling("approvalpolicy", _operator(memo).workers) as outcome:
-        try:
-            await _reconcile_policy(body, patch, memo, retry, drift_check=True)
-        except kopf.PermanentError:
-            outcome.result = "error"
-        except kopf.TemporaryError:
-            outcome.result = "requeue_after"
+    await _resync(
+        "approvalpolicy",
+        body,
+        memo,
+        lambda: _reconcile_policy(body, patch, memo, retry, drift_check=True),
+    )
 
 
 @kopf.on.delete(GROUP, VERSION, POLICIES, id="cleanup")

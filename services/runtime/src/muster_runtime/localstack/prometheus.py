@@ -11,12 +11,24 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from muster_runtime.localstack.process import ManagedProcess
 from muster_runtime.localstack.temporal import find_tool
 from muster_runtime.polling import wait_until
+
+
+def instant_query(prometheus_url: str, expr: str) -> dict[str, Any]:
+    """One instant query through Prometheus' HTTP API: the parsed answer, errors included
+    (``{"status": "error", "error": ...}`` for an expression that does not parse)."""
+    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 - http only
+            return dict(json.load(answer))
+    except urllib.error.HTTPError as exc:
+        return dict(json.load(exc))
 
 
 def prometheus_binary() -> Path:
@@ -97,15 +109,6 @@ class PrometheusServer:
                 return False
 
         wait_until(ready, what=f"Prometheus on {self.config.url}", timeout=timeout, interval=0.2)
-
-    def query(self, expr: str) -> dict[str, object]:
-        """One instant query through the HTTP API (the parsed JSON answer)."""
-        url = f"{self.config.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310
-                return dict(json.load(answer))
-        except urllib.error.HTTPError as exc:
-            return dict(json.load(exc))
 
     def stop(self) -> None:
         self.process.stop(grace=10)
