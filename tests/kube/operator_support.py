@@ -82,6 +82,7 @@ def operator_env(
         "TEMPORAL_NAMESPACE": "default",
         "MUSTER_OPERATOR_NAMESPACES": json.dumps(namespaces),
         "MUSTER_OPERATOR_RESYNC_SECONDS": "1",
+        "MUSTER_OPERATOR_FIRST_RESYNC_SECONDS": "1",
         "MUSTER_OPERATOR_MAX_BACKOFF_SECONDS": "2",
         "MUSTER_OPERATOR_POLICY_CONFIGMAP_NAMESPACE": policy_namespace,
         "OTEL_SDK_DISABLED": "true",

@@ -180,7 +180,15 @@ async def test_apply_creates_the_schedule_and_fills_status(
     schedule_id = f"{namespace}.report"
     assert status["scheduleId"] == schedule_id
     assert status["summary"] == "0 6 * * *"
+    # A create is not read back; the first resync fills in Temporal's view.
+
+    def filled_in() -> dict[str, Any] | None:
+        current: dict[str, Any] = schedules.get("report")["status"]
+        return current if current.get("nextActionTimes") else None
+
+    status = wait_until(filled_in, what="next action times in status", timeout=30)
     assert "T06:00:" in status["nextActionTimes"][0]  # plus up to 30s of jitter
+    assert status["syncedFingerprint"]  # the first resync adopted the create as its baseline
     assert body["metadata"]["finalizers"] == ["muster.io/finalizer"]
 
     described = await client.get_schedule_handle(schedule_id).describe()
@@ -291,14 +299,20 @@ async def test_trigger_and_backfill_act_once_per_token(
         "2026-01-01T03:00:00+00:00",
     ]
 
-    # Unrelated annotation changes and a restart do not repeat either token.
+    # Unrelated annotation changes and a restart do not repeat either token. While the
+    # operator is down the schedule is paused in Temporal: the restarted operator's
+    # correction (a status write) proves it has reconciled this resource, tokens included.
     schedules.patch("hourly", {"metadata": {"annotations": {"example.com/note": "x"}}})
-    operator.restart()
+    operator.stop()
+    await client.get_schedule_handle(schedule_id).pause(note="while the operator is down")
     before = schedules.get("hourly")["status"]["lastSyncTime"]
+    operator.start()
     wait_until(
         lambda: schedules.get("hourly")["status"]["lastSyncTime"] != before,
-        what="a resync after the restart",
+        what="a reconcile after the restart",
     )
+    described = await client.get_schedule_handle(schedule_id).describe()
+    assert not described.schedule.state.paused
     assert await actions(client, schedule_id) == 4
 
     schedules.patch("hourly", {"metadata": {"annotations": {"muster.io/trigger": "t2"}}})

@@ -12,6 +12,7 @@ import logging
 import sys
 
 import kopf
+import uvloop
 
 from muster_runtime.logs import configure_logging
 from muster_runtime.settings import SettingsError
@@ -38,6 +39,10 @@ def main() -> int:
     # per interval); Muster's handlers log what they change themselves.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
+        # On uvloop kopf's per-event work (watch streams, patches over TLS) costs about a
+        # fifth less CPU, and a burst of resources is Ready a quarter sooner
+        # (bench/bench_operator.py).
+        loop=uvloop.new_event_loop(),
         standalone=True,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,

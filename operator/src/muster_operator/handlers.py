@@ -48,16 +48,17 @@ from muster_operator.settings import OperatorSettings
 from muster_operator.sync import (
     Clients,
     ForeignSchedule,
+    PollerCache,
     Synced,
     TemporalUnavailable,
     apply_schedule,
     backfill,
     check_and_correct,
     delete_schedule,
-    pollers,
     trigger,
     unavailable,
 )
+from muster_operator.workers import Workers
 from muster_runtime.client import connect
 from muster_runtime.search_attributes import ensure_search_attributes
 from muster_runtime.settings import TemporalSettings, load_settings
@@ -81,8 +82,9 @@ class Operator:
         self._lock = asyncio.Lock()
         self.core: k8s.CoreV1Api | None = None
         # controller-runtime's MaxConcurrentReconciles: a burst of resources queues here
-        # instead of all talking to Temporal at once.
-        self.workers = asyncio.Semaphore(settings.max_concurrent_reconciles)
+        # instead of all talking to Temporal at once; changes go before resyncs.
+        self.workers = Workers(settings.max_concurrent_reconciles)
+        self.pollers = PollerCache(settings.pollers_cache_seconds)
 
     async def clients(self) -> Clients:
         """Temporal clients, connecting on first use (Temporal may be down at start)."""
@@ -136,6 +138,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Events for what people should see (drift, foreign schedules), not for every handler.
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
+    # A resource deleted while its resync runs keeps its finalizer until kopf sees the timer
+    # exit; kopf looks again only every 60 s by default.
+    settings.background.cancellation_polling = 1
     # No dynamic scanning of CRDs and namespaces: the operator serves the resources that
     # exist at start-up (the chart installs the CRDs first) in the namespaces it is given,
     # so its RBAC needs no cluster-wide list/watch of CRDs and namespaces. Namespace globs
@@ -183,31 +188,30 @@ def _schedule_status(
     generation = body["metadata"].get("generation")
     suspend = bool(resource.spec.suspend) if resource else False
     queue = resource.spec.workflow.task_queue if resource else ""
-    patch.status["conditions"] = merge_conditions(
-        status.get("conditions") or [],
-        schedule_conditions(synced, suspend, worker_pollers, queue),
-        _now(),
-        generation,
-    )
+    wanted: dict[str, Any] = {
+        "conditions": merge_conditions(
+            status.get("conditions") or [],
+            schedule_conditions(synced, suspend, worker_pollers, queue),
+            _now(),
+            generation,
+        )
+    }
     if resource is not None:
-        patch.status["summary"] = resource.spec.when()
+        wanted["summary"] = resource.spec.when()
     if result is not None:
-        patch.status["observedGeneration"] = generation
-        patch.status["scheduleId"] = result.schedule_id
-        patch.status["temporalNamespace"] = result.namespace
-        patch.status["syncedFingerprint"] = result.fingerprint
-        patch.status["lastSyncTime"] = _now().isoformat()
-        for key, value in observed_status(result.description).items():
+        wanted["observedGeneration"] = generation
+        wanted["scheduleId"] = result.schedule_id
+        wanted["temporalNamespace"] = result.namespace
+        wanted["syncedFingerprint"] = result.fingerprint
+        if result.outcome != "unchanged" or not status.get("lastSyncTime"):
+            wanted["lastSyncTime"] = _now().isoformat()
+        if result.description is not None:  # None right after a create: the resync fills it
+            wanted.update(observed_status(result.description))
+    # Only what changed: a resync that finds everything as it was writes nothing, so many
+    # quiet Schedules cost the API server no writes.
+    for key, value in wanted.items():
+        if status.get(key) != value:
             patch.status[key] = value
-
-
-async def _pollers(client: Client, task_queue: str) -> int | None:
-    try:
-        found = await pollers(client, task_queue)
-    except RPCError:
-        return None
-    metrics.TASK_QUEUE_POLLERS.labels(task_queue).set(found)
-    return found
 
 
 async def _reconcile_schedule(
@@ -251,7 +255,12 @@ async def _reconcile_schedule(
             )
         metrics.TEMPORAL_UP.set(1)
         await _handle_requests(body, patch, client, resource)
-        worker = await _pollers(client, resource.spec.workflow.task_queue)
+        try:
+            worker = await operator.pollers.count(client, resource.spec.workflow.task_queue)
+        except RPCError:
+            worker = None
+        if worker is not None:
+            metrics.TASK_QUEUE_POLLERS.labels(resource.spec.workflow.task_queue).set(worker)
     except SpecError as exc:
         _schedule_status(
             body, patch, Want("Synced", "False", "InvalidSpec", str(exc)), resource=resource
@@ -340,16 +349,38 @@ async def _reconcile_now(
             raise
 
 
+async def _synced(body: kopf.Body, stopped: kopf.DaemonStopped, within: float) -> bool:
+    """Whether status says the current generation is synced, waiting up to ``within``
+    seconds for it (kopf keeps a timer's ``body`` current as watch events arrive); False at
+    once when kopf stops the timer (the resource is being deleted)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not stopped:
+        status = body.get("status") or {}
+        if status.get("observedGeneration") == body["metadata"].get("generation"):
+            return True
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        await stopped.wait(min(0.5, left))
+    return False
+
+
 async def _resync(
-    controller: str, body: kopf.Body, memo: kopf.Memo, reconcile: Callable[[], Awaitable[None]]
+    controller: str,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    reconcile: Callable[[], Awaitable[None]],
 ) -> None:
-    """A timer tick's reconcile. Skipped while the sync handler has not finished the current
-    generation (it writes everything); errors are already in status and wait for the next
-    tick (a person may fix the resource meanwhile)."""
-    status = body.get("status") or {}
-    if status.get("observedGeneration") != body["metadata"].get("generation"):
+    """A timer tick's reconcile. Waits (up to one interval) while the sync handler has not
+    finished the current generation (it writes everything; in a burst the first tick comes
+    before it); errors are already in status and wait for the next tick (a person may fix
+    the resource meanwhile)."""
+    if not await _synced(body, stopped, SETTINGS.resync_seconds):
         return
-    async with metrics.reconciling(controller, _operator(memo).workers) as outcome:
+    workers = _operator(memo).workers
+    async with metrics.reconciling(controller, workers, urgent=False) as outcome:
         try:
             await reconcile()
         except kopf.PermanentError:
@@ -399,15 +430,23 @@ async def schedule_requests(
     )
 
 
-@kopf.timer(GROUP, VERSION, SCHEDULES, id="resync", interval=SETTINGS.resync_seconds)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    SCHEDULES,
+    id="resync",
+    interval=SETTINGS.resync_seconds,
+    initial_delay=SETTINGS.first_resync_seconds,
+)
 async def resync_schedule(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **kwargs: Any
 ) -> None:
     """Drift check, worker availability and a status refresh, every resync interval."""
     await _resync(
         "schedule",
         body,
         memo,
+        kwargs["stopped"],  # kopf gives timers the flag it sets when they must exit
         lambda: _reconcile_schedule(body, patch, memo, retry, drift_check=True),
     )
 
@@ -586,15 +625,23 @@ async def sync_policy(
     )
 
 
-@kopf.timer(GROUP, VERSION, POLICIES, id="resync", interval=SETTINGS.resync_seconds)
+@kopf.timer(
+    GROUP,
+    VERSION,
+    POLICIES,
+    id="resync",
+    interval=SETTINGS.resync_seconds,
+    initial_delay=SETTINGS.first_resync_seconds,
+)
 async def resync_policy(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **_: Any
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **kwargs: Any
 ) -> None:
     """Pending counts, reminder-schedule drift and the published snapshot, periodically."""
     await _resync(
         "approvalpolicy",
         body,
         memo,
+        kwargs["stopped"],  # kopf gives timers the flag it sets when they must exit
         lambda: _reconcile_policy(body, patch, memo, retry, drift_check=True),
     )
 

@@ -3,12 +3,13 @@ alerts written for Go operators work unchanged, plus Muster's own."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from muster_operator.workers import Workers
 
 RECONCILE_TOTAL = Counter(
     "controller_runtime_reconcile_total",
@@ -24,7 +25,49 @@ RECONCILE_TIME = Histogram(
     "controller_runtime_reconcile_time_seconds",
     "Length of time per reconciliation per controller",
     ["controller"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    # controller-runtime's own buckets: fine around a second, where latency targets sit.
+    buckets=(
+        0.005,
+        0.01,
+        0.025,
+        0.05,
+        0.1,
+        0.15,
+        0.2,
+        0.25,
+        0.3,
+        0.35,
+        0.4,
+        0.45,
+        0.5,
+        0.6,
+        0.7,
+        0.8,
+        0.9,
+        1.0,
+        1.25,
+        1.5,
+        1.75,
+        2.0,
+        2.5,
+        3.0,
+        3.5,
+        4.0,
+        4.5,
+        5,
+        6,
+        7,
+        8,
+        9,
+        10,
+        15,
+        20,
+        25,
+        30,
+        40,
+        50,
+        60,
+    ),
 )
 ACTIVE_WORKERS = Gauge(
     "controller_runtime_active_workers",
@@ -70,17 +113,20 @@ class Outcome:
 
 
 @asynccontextmanager
-async def reconciling(controller: str, workers: asyncio.Semaphore) -> AsyncIterator[Outcome]:
+async def reconciling(
+    controller: str, workers: Workers, *, urgent: bool = True
+) -> AsyncIterator[Outcome]:
     """Wait for one of the controller's workers, then count and time one reconcile.
 
     As in controller-runtime, at most ``MUSTER_OPERATOR_MAX_CONCURRENT_RECONCILES`` run at
-    once; the wait is ``workqueue_queue_duration_seconds``, the work is
+    once (changes before periodic resyncs, ``urgent=False``); the wait is
+    ``workqueue_queue_duration_seconds``, the work is
     ``controller_runtime_reconcile_time_seconds``. An exception counts as an error and is
     re-raised.
     """
     outcome = Outcome()
     queued = time.perf_counter()
-    async with workers:
+    async with workers.slot(urgent=urgent):
         QUEUE_DURATION.labels(controller).observe(time.perf_counter() - queued)
         ACTIVE_WORKERS.labels(controller).inc()
         started = time.perf_counter()

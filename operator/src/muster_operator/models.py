@@ -372,7 +372,11 @@ class ScheduleStatus(_Status):
     synced_fingerprint: str | None = Field(
         default=None, description="hash of Temporal's schedule as the operator last wrote it"
     )
-    last_sync_time: datetime | None = None
+    last_sync_time: datetime | None = Field(
+        default=None,
+        description="when the operator last wrote the Temporal schedule (a resync that finds "
+        "nothing to change leaves it)",
+    )
 
 
 class ApprovalPolicyStatus(_Status):

@@ -289,6 +289,21 @@ def fingerprint(proto: ScheduleProto) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()[:32]
 
 
+def baseline(description: ScheduleDescription, synced_fingerprint: str | None) -> str | None:
+    """The fingerprint drift is measured against.
+
+    The operator's last confirmed write if it has one; otherwise, for a schedule Temporal
+    says nobody has updated since it was created (the operator creates without reading
+    back), what Temporal holds now: the create was the operator's (the owner marker is
+    checked first) and nothing replaced it. None: unknown, the schedule gets corrected.
+    """
+    if synced_fingerprint is not None:
+        return synced_fingerprint
+    if description.info.last_updated_at is None:
+        return fingerprint(description.raw_description.schedule)
+    return None
+
+
 @dataclass(frozen=True)
 class Drift:
     """How Temporal's schedule differs from what the operator last wrote."""
@@ -308,8 +323,8 @@ def detect_drift(
     if synced_fingerprint is None:
         return Drift(
             True,
-            "the operator could not confirm its last write (someone else wrote the schedule "
-            "at the same time)",
+            "someone else changed the schedule in Temporal before the operator could "
+            "confirm its last write",
         )
     if fingerprint(description.raw_description.schedule) != synced_fingerprint:
         return Drift(True, "the schedule was edited in Temporal")

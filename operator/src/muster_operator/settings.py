@@ -18,6 +18,12 @@ class OperatorSettings(ServiceSettings):
     the operator watch namespaces too (RBAC: list/watch namespaces)."""
     resync_seconds: float = Field(default=60.0, gt=0)
     """How often each resource's Temporal state is checked for drift and status refreshed."""
+    first_resync_seconds: float = Field(default=5.0, ge=0)
+    """Seconds from the operator first seeing a resource to its first resync, which fills in
+    Temporal's view (next and last runs) after a create; then every resync_seconds."""
+    pollers_cache_seconds: float = Field(default=5.0, ge=0)
+    """How long one DescribeTaskQueue answer (WorkerAvailable) serves every Schedule on that
+    task queue; 0 asks Temporal on every reconcile."""
     policy_configmap: str = Field(default="muster-approval-policies", min_length=1)
     """ConfigMap the published policy snapshots are written to (mounted by the approval
     worker and the gateway)."""
@@ -34,6 +40,7 @@ class OperatorSettings(ServiceSettings):
     """Port of kopf's liveness endpoint (/healthz)."""
     max_concurrent_reconciles: int = Field(default=10, ge=1, le=1000)
     """Reconciles that run at once (controller-runtime's MaxConcurrentReconciles); more
-    wait in line, measured by workqueue_queue_duration_seconds."""
+    wait in line, changes before periodic resyncs, measured by
+    workqueue_queue_duration_seconds."""
     max_backoff_seconds: float = Field(default=60.0, gt=0)
     """Longest wait between retries while Temporal is unreachable."""

@@ -7,7 +7,9 @@ fingerprint of the last write) and returns what Temporal holds afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +36,7 @@ from muster_operator.reconcile import (
     BackfillRequest,
     Drift,
     SpecError,
+    baseline,
     desired_schedule,
     detect_drift,
     fingerprint,
@@ -80,10 +83,14 @@ class Synced:
     schedule_id: str
     namespace: str
     outcome: Literal["created", "updated", "unchanged", "corrected", "recreated"]
-    # None: somebody else wrote between the operator's write and its read-back, so what
-    # Temporal holds is not known to be the operator's; the next resync corrects it.
+    # None: no baseline yet. Either the schedule was just created (no read-back: the
+    # first drift check adopts it while Temporal says nobody updated it since), or
+    # somebody else wrote between the operator's update and its read-back (the next drift
+    # check corrects it).
     fingerprint: str | None
-    description: ScheduleDescription
+    # Temporal's view after the reconcile; None right after a create (not read back, to
+    # keep a burst of creates at one call each: the first resync fills the status in).
+    description: ScheduleDescription | None
     drift: Drift | None = None
 
 
@@ -139,12 +146,12 @@ async def apply_schedule(
     """Create the schedule, or update it to the desired state (owner checked).
 
     ``remaining_from_spec=False`` keeps Temporal's count of remaining actions (it counts
-    down with every run) instead of resetting it to ``spec.remainingActions``.
+    down with every run) instead of resetting it to ``spec.remainingActions``. A create is
+    not read back (one call per new schedule); an update is, for its drift baseline.
     """
     sid = schedule_id(resource)
     desired = desired_schedule(resource)
     handle = client.get_schedule_handle(sid)
-    outcome: Literal["created", "updated", "unchanged", "corrected", "recreated"]
     # Create first: a new resource (the common case of a burst) costs one call, and
     # "already exists" falls through to the owner check and an update.
     current = None
@@ -163,39 +170,40 @@ async def apply_schedule(
                 ]
             ),
         )
-        outcome = "created" if outcome_if_exists == "updated" else "recreated"
     except ScheduleAlreadyRunningError:
         current = await describe(handle)
         if current is None:
             raise TemporalUnavailable(f"schedule {sid} flickered; retrying") from None
-    if current is not None:
-        _check_owner(resource, current)
-
-        tokens: list[bytes] = []
-
-        def update(state: ScheduleUpdateInput) -> ScheduleUpdate:
-            # The conflict token of this description guards against concurrent writers.
-            tokens.append(state.description.raw_description.conflict_token)
-            _check_owner(resource, state.description)
-            now = state.description.schedule.state
-            if not remaining_from_spec and now.limited_actions and desired.state.limited_actions:
-                desired.state.remaining_actions = now.remaining_actions
-            return ScheduleUpdate(schedule=desired)
-
-        await handle.update(update)
-        outcome = outcome_if_exists
-    after = await handle.describe()
-    # The read-back is the baseline of drift detection only if nobody wrote in between:
-    # after a create, no update since (pauses are compared on their own); after an update,
-    # the conflict token moved exactly once (Temporal bumps it on every write).
-    if current is None:
-        ours = after.info.last_updated_at is None
     else:
-        ours = bool(tokens) and _next_token(tokens[-1]) == after.raw_description.conflict_token
+        return Synced(
+            schedule_id=sid,
+            namespace=client.namespace,
+            outcome="created" if outcome_if_exists == "updated" else "recreated",
+            fingerprint=None,
+            description=None,
+        )
+    _check_owner(resource, current)
+
+    tokens: list[bytes] = []
+
+    def update(state: ScheduleUpdateInput) -> ScheduleUpdate:
+        # The conflict token of this description guards against concurrent writers.
+        tokens.append(state.description.raw_description.conflict_token)
+        _check_owner(resource, state.description)
+        now = state.description.schedule.state
+        if not remaining_from_spec and now.limited_actions and desired.state.limited_actions:
+            desired.state.remaining_actions = now.remaining_actions
+        return ScheduleUpdate(schedule=desired)
+
+    await handle.update(update)
+    after = await handle.describe()
+    # The read-back is the baseline of drift detection only if nobody wrote in between: the
+    # conflict token moved exactly once (Temporal bumps it on every write).
+    ours = bool(tokens) and _next_token(tokens[-1]) == after.raw_description.conflict_token
     return Synced(
         schedule_id=sid,
         namespace=client.namespace,
-        outcome=outcome,
+        outcome=outcome_if_exists,
         fingerprint=fingerprint(after.raw_description.schedule) if ours else None,
         description=after,
     )
@@ -224,9 +232,10 @@ async def check_and_correct(
             Drift(True, "the schedule was deleted in Temporal"),
         )
     _check_owner(resource, current)
-    drift = detect_drift(current, synced_fingerprint, resource.spec.suspend)
+    known = baseline(current, synced_fingerprint)
+    drift = detect_drift(current, known, resource.spec.suspend)
     if not drift.changed:
-        return Synced(sid, client.namespace, "unchanged", synced_fingerprint or "", current, drift)
+        return Synced(sid, client.namespace, "unchanged", known, current, drift)
     synced = await apply_schedule(
         client, resource, remaining_from_spec=False, outcome_if_exists="corrected"
     )
@@ -302,9 +311,44 @@ async def pollers(client: Client, task_queue: str) -> int:
     return len(response.pollers)
 
 
+class PollerCache:
+    """Pollers per (namespace, task queue), each answer kept ``ttl`` seconds.
+
+    Many Schedules share a task queue, and WorkerAvailable need not be fresher than a few
+    seconds, so one DescribeTaskQueue answers all of them; while it is in flight, the others
+    wait for it instead of asking too.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._answers: dict[tuple[str, str], tuple[float, asyncio.Future[int | None]]] = {}
+
+    async def count(self, client: Client, task_queue: str) -> int | None:
+        """Workers polling ``task_queue``; None when a shared call failed (not checked).
+        The caller whose own call fails gets the error."""
+        key = (client.namespace, task_queue)
+        now = time.monotonic()
+        known = self._answers.get(key)
+        if known is not None and now - known[0] < self.ttl:
+            return await asyncio.shield(known[1])
+        answer: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._answers[key] = (now, answer)
+        try:
+            found = await pollers(client, task_queue)
+        except BaseException:
+            # Not kept: the next reconcile asks again.
+            if self._answers.get(key, (now, None))[1] is answer:
+                del self._answers[key]
+            answer.set_result(None)
+            raise
+        answer.set_result(found)
+        return found
+
+
 __all__ = [
     "Clients",
     "ForeignSchedule",
+    "PollerCache",
     "SpecError",
     "Synced",
     "TemporalUnavailable",
