@@ -9,6 +9,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import kopf
 import pytest
 from temporalio.client import (
     Client,
@@ -22,7 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from muster_operator import sync
-from muster_operator.reconcile import parse_schedule
+from muster_operator.handlers import _schedule_status
+from muster_operator.reconcile import Want, parse_schedule
 from muster_operator.sync import apply_schedule, check_and_correct, trigger
 from muster_runtime.polling import async_wait_until
 from tests.helpers import unique
@@ -192,11 +194,6 @@ async def test_a_failed_pollers_call_is_not_kept(
 
 async def test_a_resync_that_finds_nothing_new_writes_no_status(client: Client) -> None:
     """Many quiet Schedules must not cost the API server a status write each per resync."""
-    import kopf  # noqa: PLC0415 - only this test needs the handlers' module
-
-    from muster_operator.handlers import _schedule_status  # noqa: PLC0415
-    from muster_operator.reconcile import Want  # noqa: PLC0415
-
     name = unique("sync")
     created = await apply_schedule(client, resource(name))
     handle = client.get_schedule_handle(created.schedule_id)

@@ -366,6 +366,19 @@ async def _synced(body: kopf.Body, stopped: kopf.DaemonStopped, within: float) -
     return False
 
 
+def _resync_timer(plural: str) -> kopf.on.TimerDecorator:
+    """The periodic resync of a kind: first soon after the operator sees a resource, then
+    every interval."""
+    return kopf.timer(
+        GROUP,
+        VERSION,
+        plural,
+        id="resync",
+        interval=SETTINGS.resync_seconds,
+        initial_delay=SETTINGS.first_resync_seconds,
+    )
+
+
 async def _resync(
     controller: str,
     body: kopf.Body,
@@ -430,14 +443,7 @@ async def schedule_requests(
     )
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    SCHEDULES,
-    id="resync",
-    interval=SETTINGS.resync_seconds,
-    initial_delay=SETTINGS.first_resync_seconds,
-)
+@_resync_timer(SCHEDULES)
 async def resync_schedule(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **kwargs: Any
 ) -> None:
@@ -625,14 +631,7 @@ async def sync_policy(
     )
 
 
-@kopf.timer(
-    GROUP,
-    VERSION,
-    POLICIES,
-    id="resync",
-    interval=SETTINGS.resync_seconds,
-    initial_delay=SETTINGS.first_resync_seconds,
-)
+@_resync_timer(POLICIES)
 async def resync_policy(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, **kwargs: Any
 ) -> None:
