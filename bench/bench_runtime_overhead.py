@@ -30,7 +30,7 @@ from muster_runtime.client import connect
 from muster_runtime.localstack.process import free_port
 from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.metrics import MetricsHub
-from muster_runtime.service import muster_workflow_runner
+from muster_runtime.sandbox import muster_workflow_runner
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
 

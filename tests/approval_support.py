@@ -23,7 +23,7 @@ from muster_approval.notify import SmtpConfig
 from muster_approval.workflows import Approval
 from muster_runtime.contracts import ApprovalRequest, Money
 from muster_runtime.policies import Directory, load_policy_dir
-from muster_runtime.service import muster_workflow_runner
+from muster_runtime.sandbox import muster_workflow_runner
 
 DIRECTORY = """
 users:

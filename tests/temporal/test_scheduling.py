@@ -34,7 +34,7 @@ from muster_approval.models import ApprovalState
 from muster_approval.workflows import Approval
 from muster_runtime import search_attributes as sa
 from muster_runtime.contracts import APPROVAL_WORKFLOW
-from muster_runtime.service import muster_workflow_runner
+from muster_runtime.sandbox import muster_workflow_runner
 from muster_scheduling.activities import SchedulingActivities
 from muster_scheduling.models import (
     DailyReport,

@@ -27,13 +27,13 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from muster_runtime import __version__
 from muster_runtime.client import connect_with_retry
 from muster_runtime.health import Health, HealthServer
 from muster_runtime.logs import configure_logging
 from muster_runtime.metrics import MetricsHub
+from muster_runtime.sandbox import muster_workflow_runner
 from muster_runtime.settings import (
     ServiceSettings,
     SettingsError,
@@ -248,18 +248,6 @@ async def wait_for_poller(
             log.debug("describe task queue failed: %s", exc)
         await asyncio.sleep(interval)
     return False
-
-
-# Library code that workflow modules may import; none of it runs inside workflow logic, and
-# re-importing it per workflow run would only cost time (and trip the sandbox on I/O modules).
-PASSTHROUGH_MODULES = ("muster_runtime", "prometheus_client", "pydantic_settings", "opentelemetry")
-
-
-def muster_workflow_runner() -> SandboxedWorkflowRunner:
-    """Temporal's sandbox, with Muster's runtime and telemetry libraries passed through."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
-    )
 
 
 async def run_worker(
