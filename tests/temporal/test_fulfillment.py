@@ -29,7 +29,7 @@ from muster_fulfillment.models import (
     ResolveInput,
 )
 from muster_fulfillment.workflows import OrderFulfillment
-from muster_runtime.service import muster_workflow_runner
+from muster_runtime.sandbox import muster_workflow_runner
 from tests.fulfillment_support import (
     ApprovalStandIn,
     BackendsProcess,
@@ -275,7 +275,9 @@ async def test_cancel_while_waiting_for_approval_compensates(
     result = await handle.result()
     assert result.status == OrderStatus.COMPENSATED
     assert result.failure == "cancelled on request"
-    assert undo_sequence(result.steps) == ["reserve"]
+    # The refused charge's compensation voids its key: no charge can land under it later.
+    assert undo_sequence(result.steps) == ["charge", "reserve"]
+    assert backends.get(f"/payment/charges?order_id={placed.order_id}") == []
     assert backends.stock(item) == 5
     # The approval child was cancelled with its parent's request.
     child = client.get_workflow_handle(f"approval-order-{placed.order_id}")
@@ -325,14 +327,30 @@ async def test_large_orders_wait_for_approval_before_payment(
     child = client.get_workflow_handle(f"approval-order-{placed.order_id}")
     await child.signal(ApprovalStandIn.decide, args=[approved, "" if approved else "too much"])
     result = await handle.result()
+    forward = [(s.step, s.outcome) for s in result.steps if s.phase == "do"]
+    # The payment step refused the charge without an approval (before calling the backend).
+    assert forward[:5] == [
+        ("reserve", "started"), ("reserve", "succeeded"),
+        ("charge", "started"), ("charge", "skipped"), ("approval", "started"),
+    ]  # fmt: skip
+    refusal = next(s for s in result.steps if s.outcome == "skipped")
+    assert "1200.00 EUR needs an approval under policy 'large-orders'" in refusal.detail
+    assert "threshold 1000.00 EUR" in refusal.detail
+    charges = backends.get(f"/payment/charges?order_id={placed.order_id}")
     if approved:
         assert result.status == OrderStatus.FULFILLED
-        assert any(s.step == "approval" and s.outcome == "succeeded" for s in result.steps)
+        assert forward[5:8] == [
+            ("approval", "succeeded"),
+            ("charge", "started"),
+            ("charge", "succeeded"),
+        ]
+        assert [(c["charge_id"], c["status"]) for c in charges] == [(result.charge_id, "captured")]
     else:
         assert result.status == OrderStatus.COMPENSATED
         assert result.failure == "ApprovalRejected: approval rejected: too much"
-        assert undo_sequence(result.steps) == ["reserve"]
-        assert backends.get(f"/payment/charges?order_id={placed.order_id}") == []
+        assert forward[5] == ("approval", "failed")
+        assert undo_sequence(result.steps) == ["charge", "reserve"]
+        assert charges == []
 
 
 async def test_small_orders_need_no_approval(

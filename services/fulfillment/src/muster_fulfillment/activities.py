@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from muster_fulfillment.models import Address, ApprovalRequirement, Order, OrderItem
+from muster_fulfillment.models import Address, ApprovalRequirement, OrderItem
 from muster_runtime.contracts import Money
 
 tracer = trace.get_tracer("muster.fulfillment")
@@ -33,6 +33,10 @@ BUSINESS_FAILURES = {
     "urn:muster:problem:compensated": "AlreadyCompensated",
 }
 
+APPROVAL_REQUIRED = "ApprovalRequired"
+"""Error type of a charge refused for want of an approval; its one detail is the
+:class:`ApprovalRequirement` (which policy decides, from which threshold)."""
+
 
 class ReserveInput(BaseModel):
     """Reserve an order's items under the step's key (``<order_id>-reserve``)."""
@@ -45,7 +49,12 @@ class ReserveInput(BaseModel):
 
 
 class ChargeInput(BaseModel):
-    """Charge an order's total to its payment token."""
+    """Charge an order's total to its payment token.
+
+    A total at or above the approval threshold of its currency is charged only with
+    ``approval`` set (the approval request that granted it); without it the step refuses
+    with :data:`APPROVAL_REQUIRED` before it calls the payment backend.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -53,6 +62,7 @@ class ChargeInput(BaseModel):
     amount: Money
     payment_token: str
     idempotency_key: str
+    approval: str | None = None
 
 
 class ShipInput(BaseModel):
@@ -174,21 +184,19 @@ class FulfillmentActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity, bound to this instance: what a fulfillment worker registers."""
         return [
-            self.approval_requirement, self.reserve_inventory, self.release_inventory,
-            self.charge_payment, self.refund_payment, self.create_shipment,
-            self.cancel_shipment, self.send_notification,
+            self.reserve_inventory, self.release_inventory, self.charge_payment,
+            self.refund_payment, self.create_shipment, self.cancel_shipment,
+            self.send_notification,
         ]  # fmt: skip
 
-    @activity.defn(name="fulfillment.approval_requirement")
-    async def approval_requirement(self, order: Order) -> ApprovalRequirement | None:
-        """Whether the order's total reaches the approval threshold of its currency."""
-        total = order.total
-        threshold = self.approval_thresholds.get(total.currency)
-        if threshold is None or total.amount_minor < threshold:
+    def approval_requirement(self, amount: Money) -> ApprovalRequirement | None:
+        """The approval a charge of ``amount`` needs: from the threshold of its currency on."""
+        threshold = self.approval_thresholds.get(amount.currency)
+        if threshold is None or amount.amount_minor < threshold:
             return None
         return ApprovalRequirement(
             policy=self.approval_policy,
-            threshold=Money(amount_minor=threshold, currency=total.currency),
+            threshold=Money(amount_minor=threshold, currency=amount.currency),
         )
 
     @activity.defn(name="fulfillment.reserve_inventory")
@@ -212,7 +220,21 @@ class FulfillmentActivities:
 
     @activity.defn(name="fulfillment.charge_payment")
     async def charge_payment(self, request: ChargeInput) -> ChargeResult:
-        """Charge the order's total to its payment token."""
+        """Charge the order's total to its payment token, if it needs no approval or has one.
+
+        The threshold is this worker's configuration, so the step that moves the money
+        enforces it; the refusal (before any backend call) is recorded in the workflow's
+        history, and the workflow asks for the approval and charges again.
+        """
+        requirement = self.approval_requirement(request.amount)
+        if requirement is not None and not request.approval:
+            raise ApplicationError(
+                f"a charge of {request.amount} needs an approval under policy "
+                f"{requirement.policy!r} (threshold {requirement.threshold})",
+                requirement,
+                type=APPROVAL_REQUIRED,
+                non_retryable=True,
+            )
         body = {
             "order_id": request.order_id,
             "amount": request.amount.model_dump(),

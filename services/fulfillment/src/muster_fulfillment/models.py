@@ -120,7 +120,7 @@ class FulfillmentInput(BaseModel):
 
 
 class ApprovalRequirement(BaseModel):
-    """The approval an order needs before payment, if any (decided by an activity)."""
+    """The approval a charge needs: the payment step decides it from its threshold."""
 
     model_config = ConfigDict(frozen=True)
 

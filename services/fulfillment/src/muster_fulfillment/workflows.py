@@ -19,6 +19,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from muster_fulfillment.activities import (
+        APPROVAL_REQUIRED,
         BUSINESS_FAILURES,
         ChargeInput,
         ChargeResult,
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from muster_fulfillment.models import (
         WORKFLOW,
+        ApprovalRequirement,
         AttentionInfo,
         FulfillmentInput,
         OrderResult,
@@ -177,29 +179,9 @@ class OrderFulfillment:
         )
         self.reservation_id = reserved.reservation_id
 
-        # A configuration lookup: a local activity, no round trip through the server.
-        requirement = await workflow.execute_local_activity_method(
-            FulfillmentActivities.approval_requirement,
-            self.order,
-            start_to_close_timeout=timedelta(seconds=self.options.step_timeout_seconds),
-            retry_policy=self._forward_retry(),
-        )
-        if requirement is not None:
-            self._set_status(OrderStatus.AWAITING_APPROVAL)
-            await self._approval(requirement.policy)
-
         self._set_status(OrderStatus.CHARGING)
         saga.add("charge", self._undo("charge", FulfillmentActivities.refund_payment))
-        charged: ChargeResult = await self._step(
-            "charge",
-            FulfillmentActivities.charge_payment,
-            ChargeInput(
-                order_id=order_id,
-                amount=self.order.total,
-                payment_token=self.order.payment_token,
-                idempotency_key=f"{order_id}-charge",
-            ),
-        )
+        charged = await self._charge()
         self.charge_id = charged.charge_id
 
         self._set_status(OrderStatus.SHIPPING)
@@ -238,13 +220,43 @@ class OrderFulfillment:
             # The goods are paid for and shipped; a lost e-mail does not undo the order.
             workflow.logger.warning("confirmation for %s could not be sent", self.order.order_id)
 
-    async def _approval(self, policy: str) -> None:
+    async def _charge(self, approval: str | None = None) -> ChargeResult:
+        """Charge the total; a charge the payment step refuses without approval waits for one.
+
+        The charge's compensation stays registered across the wait: if the approval is
+        rejected, the refund voids the charge key, so no charge can land under it later.
+        """
+        order_id = self.order.order_id
+        request = ChargeInput(
+            order_id=order_id,
+            amount=self.order.total,
+            payment_token=self.order.payment_token,
+            idempotency_key=f"{order_id}-charge",
+            approval=approval,
+        )
+        try:
+            charged: ChargeResult = await self._step(
+                "charge", FulfillmentActivities.charge_payment, request
+            )
+            return charged
+        except FailureError as error:
+            requirement = _approval_requirement(error)
+            if requirement is None or approval is not None:
+                raise
+        self._set_status(OrderStatus.AWAITING_APPROVAL)
+        granted = await self._approval(requirement.policy)
+        self._set_status(OrderStatus.CHARGING)
+        return await self._charge(granted)
+
+    async def _approval(self, policy: str) -> str:
+        """Ask for the order's approval under ``policy``; the approval request's id, if granted."""
         order = self.order
+        request_id = approval_request_id(order.order_id)
         self._record("approval", "do", "started", f"policy {policy}")
         result: ApprovalResult = await workflow.execute_child_workflow(
             APPROVAL_WORKFLOW,
             ApprovalRequest(
-                request_id=approval_request_id(order.order_id),
+                request_id=request_id,
                 kind="order",
                 requester=order.customer_id,
                 title=f"Order {order.order_id} for {order.total}",
@@ -253,7 +265,7 @@ class OrderFulfillment:
                 subject=order.order_id,
                 context={"items": str(len(order.items)), "country": order.shipping_address.country},
             ),
-            id=approval_workflow_id(approval_request_id(order.order_id)),
+            id=approval_workflow_id(request_id),
             task_queue=self.options.approval_task_queue,
             result_type=ApprovalResult,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
@@ -267,6 +279,7 @@ class OrderFulfillment:
                 non_retryable=True,
             )
         self._record("approval", "do", "succeeded", f"{result.status} by {result.decided_by}")
+        return request_id
 
     async def _compensate(self, saga: Saga, reason: str) -> None:
         self.failure = reason
@@ -317,7 +330,9 @@ class OrderFulfillment:
                 retry_policy=self._forward_retry(),
             )
         except FailureError as error:
-            self._record(name, "do", "failed", _reason(error))
+            # A charge refused for want of an approval is not a failure: it waits for one.
+            waits = _approval_requirement(error) is not None
+            self._record(name, "do", "skipped" if waits else "failed", _reason(error))
             raise
         self._record(name, "do", "succeeded")
         return result
@@ -393,6 +408,14 @@ class OrderFulfillment:
 def _started_with_attributes() -> bool:
     """Whether the starter set the order's search attributes (``start_attributes``)."""
     return workflow.info().typed_search_attributes.get(sa.BUSINESS_KEY) is not None
+
+
+def _approval_requirement(error: BaseException) -> ApprovalRequirement | None:
+    """The approval a step refused to go on without, if that is why it failed."""
+    cause = error.__cause__
+    if isinstance(cause, ApplicationError) and cause.type == APPROVAL_REQUIRED and cause.details:
+        return ApprovalRequirement.model_validate(cause.details[0])
+    return None
 
 
 def _reason(error: BaseException) -> str:
