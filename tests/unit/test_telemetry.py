@@ -12,7 +12,9 @@ import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 
 from muster_runtime.telemetry import (
     TelemetryConfigError,
@@ -152,3 +154,29 @@ def test_spans_reach_an_otlp_http_endpoint(collector: _Collector) -> None:
     assert attributes["service.name"] == "muster-canary"
     assert attributes["service.version"] == "9.9.9"
     assert attributes["k8s.pod.name"] == "canary-0"
+
+
+def test_the_provider_makes_one_tracer_per_scope() -> None:
+    exporter = InMemorySpanExporter()
+    provider = setup_tracing(
+        build_resource("muster-test", "0"),
+        env={},
+        extra_processors=[SimpleSpanProcessor(exporter)],
+        set_global=False,
+    )
+    assert isinstance(provider, ReplaySafeTracerProvider)
+    first = provider.get_tracer("temporalio.contrib.opentelemetry")
+    assert provider.get_tracer("temporalio.contrib.opentelemetry") is first
+    assert provider.get_tracer("temporalio.contrib.opentelemetry", "1.0") is not first
+    assert provider.get_tracer("muster.fulfillment") is not first
+    with_attributes = provider.get_tracer("x", attributes={"tenant": "a"})
+    assert provider.get_tracer("x", attributes={"tenant": "b"}) is not with_attributes
+    # The shared tracer still records, with its own scope.
+    with first.start_as_current_span("one"), first.start_as_current_span("two"):
+        pass
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["two", "one"]
+    assert {s.instrumentation_scope.name for s in spans if s.instrumentation_scope} == {
+        "temporalio.contrib.opentelemetry"
+    }
+    provider.shutdown()

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.util import types
 from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider, create_tracer_provider
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,41 @@ _KUBERNETES_ENV = {
     "POD_UID": "k8s.pod.uid",
     "NODE_NAME": "k8s.node.name",
 }
+
+
+class MusterTracerProvider(ReplaySafeTracerProvider):
+    """Temporal's replay-safe tracer provider, handing out one tracer per scope.
+
+    Temporal's tracing interceptor asks the global provider for its tracer for every span it
+    opens, inside the workflow sandbox too, and the SDK's provider builds new scope objects
+    (and installs a warnings filter) on every call. The tracers it returns are stateless
+    wrappers, so one per (name, version, schema URL) serves every caller.
+    """
+
+    def __init__(self, base: ReplaySafeTracerProvider) -> None:
+        super().__init__(base._tracer_provider, base.id_generator())
+        self._tracers: dict[tuple[str, str | None, str | None], trace.Tracer] = {}
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: types.Attributes | None = None,
+    ) -> trace.Tracer:
+        """The tracer of this scope (made once; scopes with attributes are never cached)."""
+        if attributes:
+            return super().get_tracer(
+                instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+            )
+        key = (instrumenting_module_name, instrumenting_library_version, schema_url)
+        tracer = self._tracers.get(key)
+        if tracer is None:
+            tracer = super().get_tracer(
+                instrumenting_module_name, instrumenting_library_version, schema_url
+            )
+            self._tracers[key] = tracer
+        return tracer
 
 
 class TelemetryConfigError(ValueError):
@@ -122,7 +158,7 @@ def setup_tracing(
     if _env_flag(env, "OTEL_SDK_DISABLED"):
         log.info("tracing disabled by OTEL_SDK_DISABLED")
         return None
-    provider = create_tracer_provider(resource=resource)
+    provider = MusterTracerProvider(create_tracer_provider(resource=resource))
     exporters = span_exporters(env)
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
