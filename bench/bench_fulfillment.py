@@ -8,15 +8,20 @@
 (c) full     the same with the real reference backends over HTTP (SQLite, idempotency).
 
 Prints throughput and p50/p99 end-to-end latency per variant and the (b)/(a) ratio; the
-target is (b) at 90% of (a) or better.
+target is (b) at 90% of (a) or better. Ratios are given twice: from the merged totals, and
+as the median of the ratios taken within each round. The second is the one the target is
+judged by: a shared 2-core machine changes speed from minute to minute, the variants of one
+round ran seconds apart on the same machine, and the merged totals weigh the slow minutes
+most.
 
-Run: ``make bench`` or ``python -m bench.bench_fulfillment [--workflows N]``.
+Run: ``make bench`` or ``python -m bench.bench_fulfillment [--workflows N] [--rounds R]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -36,6 +41,7 @@ from bench.harness import (
     Result,
     Run,
     compile_sources,
+    describe_ratios,
     drive,
     print_table,
     rotate,
@@ -61,6 +67,12 @@ from muster_runtime.search_attributes import ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
 from tests.fulfillment_support import start_backends
+
+BARE = "(a) bare, 4 activities"
+MACHINERY = "(a') 4 activities, Muster"
+STUBBED = "(b) saga, stub backends"
+FULL = "(c) saga, real backends"
+TARGET = 0.90
 
 
 class StubBackends(Backends):
@@ -170,18 +182,18 @@ async def main(workflows: int, concurrency: int, rounds: int) -> None:
 
             return name, run
 
-        bare, machinery, stubbed, full = await rotate(
+        rotation = await rotate(
             [
-                variant("(a) bare, 4 activities", "bare", "BenchFourSteps",
+                variant(BARE, "bare", "BenchFourSteps",
                         {"workflows": [BenchFourSteps], "activities": [step]},
                         lambda i: BenchInput(request_id=f"r{i}", amount_minor=i)),
-                variant("(a') 4 activities, Muster", "muster", "BenchFourSteps",
+                variant(MACHINERY, "muster", "BenchFourSteps",
                         {"workflows": [BenchFourSteps], "activities": [step], **runner},
                         lambda i: BenchInput(request_id=f"r{i}", amount_minor=i)),
-                variant("(b) saga, stub backends", "muster", WORKFLOW,
+                variant(STUBBED, "muster", WORKFLOW,
                         {"workflows": [OrderFulfillment], "activities": stub.all(),
                          **runner}, bench_order),
-                variant("(c) saga, real backends", "muster", WORKFLOW,
+                variant(FULL, "muster", WORKFLOW,
                         {"workflows": [OrderFulfillment], "activities": real.all(),
                          **runner}, bench_order),
             ],
@@ -194,25 +206,33 @@ async def main(workflows: int, concurrency: int, rounds: int) -> None:
         backends.process.stop()
         server.stop()
 
+    bare, machinery, stubbed, full = rotation.merged
     print(
         f"\n{per_round * rounds} workflows per variant in {rounds} rotated rounds, "
         f"concurrency {concurrency}, one dev server\n"
     )
-    print_table([bare, machinery, stubbed, full])
-    print(f"\n(b)/(a) throughput: {stubbed.throughput / bare.throughput:.2f}  (target >= 0.90)")
-    print(f"  of which Muster's machinery (a')/(a): {machinery.throughput / bare.throughput:.2f}")
-    print(
-        f"  and the saga itself (b)/(a'):         {stubbed.throughput / machinery.throughput:.2f}"
-    )
-    print(f"(c)/(b) throughput: {full.throughput / stubbed.throughput:.2f}")
+    print_table(rotation.merged)
+
+    def ratio(numerator: Result, denominator: Result) -> str:
+        merged = numerator.throughput / denominator.throughput
+        paired = rotation.paired_ratios(numerator.name, denominator.name)
+        return f"{merged:.2f} merged; round by round {describe_ratios(paired)}"
+
+    print(f"\n(b)/(a) throughput: {ratio(stubbed, bare)}")
+    paired = statistics.median(rotation.paired_ratios(STUBBED, BARE))
+    verdict = "met" if paired >= TARGET else "NOT met"
+    print(f"  target: (b) at >= {TARGET:.2f} of (a), round by round median: {verdict}")
+    print(f"  of which Muster's machinery (a')/(a): {ratio(machinery, bare)}")
+    print(f"  and the saga itself (b)/(a'):         {ratio(stubbed, machinery)}")
+    print(f"(c)/(b) throughput: {ratio(full, stubbed)}")
     print(f"spans exported: {exporter.spans}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--workflows", type=int, default=300)
+    parser.add_argument("--workflows", type=int, default=600, help="per variant, all rounds")
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
     asyncio.run(main(args.workflows, args.concurrency, args.rounds))
     from muster_runtime.shutdown import exit_now

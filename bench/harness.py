@@ -105,17 +105,35 @@ Run = Callable[[], Awaitable[Result]]
 REPO = Path(__file__).resolve().parent.parent
 
 
-async def rotate(variants: list[tuple[str, Run]], rounds: int) -> list[Result]:
-    """Run every variant ``rounds`` times in rotated order and merge each one's results.
+@dataclass
+class Rotation:
+    """Every variant's merged result, and each round's results by variant name."""
+
+    merged: list[Result]
+    rounds: list[dict[str, Result]]
+
+    def paired_ratios(self, numerator: str, denominator: str) -> list[float]:
+        """Throughput of one variant over another's, round by round (sorted)."""
+        return sorted(r[numerator].throughput / r[denominator].throughput for r in self.rounds)
+
+
+async def rotate(variants: list[tuple[str, Run]], rounds: int) -> Rotation:
+    """Run every variant ``rounds`` times in rotated order; keep each round and the merge.
 
     A dev server slows down as its history grows, so whichever variant ran first would look
-    best; rotating the order (a b c, b c a, c a b, ...) spreads that drift evenly.
+    best; rotating the order (a b c, b c a, c a b, ...) spreads that drift evenly. A shared
+    machine also changes speed from minute to minute: variants of one round ran seconds
+    apart, so ratios taken within each round (:meth:`Rotation.paired_ratios`) see the same
+    machine, where the merged totals weigh the slow minutes most.
     """
     merged: dict[str, Result] = {}
+    per_round: list[dict[str, Result]] = []
     for round_number in range(rounds):
         shift = round_number % len(variants)
+        this_round: dict[str, Result] = {}
         for name, run in variants[shift:] + variants[:shift]:
             result = await run()
+            this_round[name] = result
             if name in merged:
                 previous = merged[name]
                 merged[name] = Result(
@@ -126,4 +144,17 @@ async def rotate(variants: list[tuple[str, Run]], rounds: int) -> list[Result]:
                 )
             else:
                 merged[name] = Result(name, result.workflows, result.seconds, result.latencies_ms)
-    return [merged[name] for name, _ in variants]
+        per_round.append(this_round)
+    return Rotation([merged[name] for name, _ in variants], per_round)
+
+
+def describe_ratios(ratios: list[float]) -> str:
+    """Median, quartiles and range of per-round ratios, for a table footnote."""
+    ordered = sorted(ratios)
+    low, _, high = (
+        statistics.quantiles(ordered, n=4, method="inclusive") if len(ordered) > 1 else ordered * 3
+    )
+    return (
+        f"median {statistics.median(ordered):.2f} (quartiles {low:.2f} to {high:.2f}, "
+        f"range {ordered[0]:.2f} to {ordered[-1]:.2f}, {len(ordered)} rounds)"
+    )
