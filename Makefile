@@ -29,7 +29,7 @@ PY := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 PYTEST_ARGS ?=
 UP_ARGS ?=
-WORKSPACE_PYPROJECTS := pyproject.toml $(wildcard services/*/pyproject.toml operator/pyproject.toml)
+WORKSPACE_PYPROJECTS := pyproject.toml $(wildcard services/*/pyproject.toml operator/pyproject.toml devstack/pyproject.toml)
 
 .PHONY: help
 help: ## list the verbs
@@ -124,10 +124,11 @@ prometheus: ## install Debian's prometheus (prometheus, promtool) for the monito
 # --- code health -----------------------------------------------------------------------
 
 .PHONY: lint
-lint: venv ## ruff (lint + format check) and mypy --strict
+lint: venv ## ruff (lint + format check), mypy --strict, and the package boundaries
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
+	@$(VENV)/bin/lint-imports --no-cache
 
 .PHONY: fmt
 fmt: venv ## format and auto-fix
@@ -136,14 +137,14 @@ fmt: venv ## format and auto-fix
 
 .PHONY: generate
 generate: venv ## regenerate committed generated files (configuration reference, CRDs)
-	@$(PY) -m muster_runtime.docgen docs/configuration.md
+	@$(PY) -m muster_dev.docgen docs/configuration.md
 	@$(PY) -m muster_operator.crdgen charts/muster/files/crds
 
 .PHONY: verify
 verify: venv ## fail if uv.lock or a generated file is out of date
 	@$(UV) lock --check --quiet || { \
 		echo "uv.lock is out of date with the pyproject files; run 'make lock'" >&2; exit 1; }
-	@$(PY) -m muster_runtime.docgen --check docs/configuration.md
+	@$(PY) -m muster_dev.docgen --check docs/configuration.md
 	@$(PY) -m muster_operator.crdgen --check charts/muster/files/crds
 
 .PHONY: bench

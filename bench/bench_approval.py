@@ -29,13 +29,21 @@ from pathlib import Path
 from temporalio.client import Client
 
 from bench.harness import REPO, compile_sources
-from muster_approval.models import DECIDE_UPDATE, TASK_QUEUE, WORKFLOW, ApprovalState, Decision
+from muster_api.approval import (
+    DECIDE_UPDATE,
+    TASK_QUEUE,
+    WORKFLOW,
+    ApprovalRequest,
+    ApprovalResult,
+    ApprovalState,
+    Decision,
+)
+from muster_api.approval import workflow_id as approval_workflow_id
+from muster_api.search_attributes import cli_types
+from muster_dev.process import ManagedProcess
+from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.client import connect
-from muster_runtime.contracts import ApprovalRequest, ApprovalResult, approval_workflow_id
-from muster_runtime.localstack.process import ManagedProcess
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.polling import async_wait_until
-from muster_runtime.search_attributes import cli_types
 from muster_runtime.settings import TemporalSettings
 from tests.helpers import free_port, http_get, start_service, wait_until
 

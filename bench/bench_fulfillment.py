@@ -47,8 +47,8 @@ from bench.harness import (
     rotate,
 )
 from bench.workloads import BenchFourSteps, BenchInput, step
-from muster_fulfillment.activities import Backends, FulfillmentActivities
-from muster_fulfillment.models import (
+from muster_api.common import Money
+from muster_api.fulfillment import (
     WORKFLOW,
     Address,
     FulfillmentInput,
@@ -56,11 +56,11 @@ from muster_fulfillment.models import (
     OrderItem,
     start_attributes,
 )
+from muster_dev.process import free_port
+from muster_dev.temporal import DevServer, DevServerConfig
+from muster_fulfillment.activities import Backends, FulfillmentActivities
 from muster_fulfillment.workflows import OrderFulfillment
 from muster_runtime.client import connect
-from muster_runtime.contracts import Money
-from muster_runtime.localstack.process import free_port
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.metrics import MetricsHub
 from muster_runtime.sandbox import muster_workflow_runner
 from muster_runtime.search_attributes import ensure_search_attributes

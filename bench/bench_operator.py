@@ -46,13 +46,13 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from bench.harness import REPO
-from muster_operator import models
+from muster_api import search_attributes as sa
+from muster_api import v1alpha1
+from muster_dev.kube import KubeAccess, control_plane
+from muster_dev.process import ManagedProcess, free_port
+from muster_dev.temporal import DevServer, DevServerConfig
 from muster_operator.reconcile import desired_schedule, schedule_memo
-from muster_runtime import search_attributes as sa
 from muster_runtime.client import connect
-from muster_runtime.localstack.kube import KubeAccess, control_plane
-from muster_runtime.localstack.process import ManagedProcess, free_port
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.polling import wait_until
 from muster_runtime.search_attributes import ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
@@ -161,7 +161,7 @@ async def direct(client: Client, count: int, concurrency: int) -> tuple[float, l
     latencies: list[float] = []
 
     async def one(i: int) -> None:
-        model = models.Schedule.model_validate(resource(f"direct-{i}", i))
+        model = v1alpha1.Schedule.model_validate(resource(f"direct-{i}", i))
         async with semaphore:
             started = time.perf_counter()
             await client.create_schedule(

@@ -26,9 +26,9 @@ from temporalio.worker import Worker
 
 from bench.harness import REPO, CountingExporter, Result, compile_sources, drive, print_table
 from bench.workloads import BenchFourSteps, BenchInput, step
+from muster_dev.process import free_port
+from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.client import connect
-from muster_runtime.localstack.process import free_port
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.metrics import MetricsHub
 from muster_runtime.sandbox import muster_workflow_runner
 from muster_runtime.settings import TemporalSettings

@@ -18,7 +18,10 @@ IMAGE_BASE ?= public
 IMAGE_BASE_LOCAL := localhost/muster-base:bookworm
 IMAGE_TAG ?= dev
 IMAGE_PREFIX ?= localhost/muster-
-IMAGE_COMPONENTS := operator approval scheduling fulfillment gateway backends
+# One Dockerfile for all; infra/images/services.tsv says which package, module and ports
+# each component's image carries.
+IMAGE_DOCKERFILE := infra/images/Dockerfile
+IMAGE_TABLE := infra/images/services.tsv
 DEBIAN_MIRROR ?= http://deb.debian.org/debian
 HOST_CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 
@@ -64,12 +67,13 @@ endif
 
 .PHONY: images
 images: image-tools $(IMAGE_BASE_DEP) ## build every image with buildah (IMAGE_BASE=public|local|<image>)
-	@set -e; for c in $(IMAGE_COMPONENTS); do \
-		file=services/$$c/Dockerfile; [ $$c = operator ] && file=operator/Dockerfile; \
-		echo "== $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) from $$file"; \
+	@set -e; awk '!/^#/ && NF' $(IMAGE_TABLE) | while read -r c package module ports; do \
+		echo "== $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) ($$package, python -m $$module)"; \
 		$(BUILDAH) build --isolation chroot --quiet \
 			--volume $(HOST_CA_BUNDLE):/etc/ssl/certs/ca-certificates.crt:ro \
-			$(IMAGE_BASE_ARG) -f $$file -t $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) . >/dev/null; \
+			$(IMAGE_BASE_ARG) --build-arg PACKAGE=$$package --build-arg MODULE=$$module \
+			--build-arg PORTS="$$ports" -f $(IMAGE_DOCKERFILE) \
+			-t $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) . >/dev/null; \
 	done; $(BUILDAH) images --filter reference='$(IMAGE_PREFIX)*'
 
 # Published schemas and CRDs come from the Go module proxy (the modules' zips carry them).

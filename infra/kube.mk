@@ -52,7 +52,7 @@ KUBE_APISERVER_LDFLAGS ?= -s -w \
 	-X k8s.io/component-base/version.gitTreeState=clean
 ETCD_LDFLAGS ?= -s -w
 
-# kube-up: the Python launcher (muster_runtime.localstack.kube) from the workspace venv.
+# kube-up: the Python launcher (muster_dev.kube) from the workspace venv.
 KUBE_PYTHON ?= $(VENV)/bin/python
 KUBE_VENV_TARGET ?= venv
 KUBE_UP_ARGS ?=
@@ -149,7 +149,7 @@ kube-pin: ## re-pin infra/kubeplane/go.mod to KUBE_VERSION=X.Y.Z (staging module
 
 .PHONY: kube-up
 kube-up: kube-tools $(KUBE_VENV_TARGET) ## run kube-apiserver + etcd in the foreground; Ctrl-C stops it
-	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTHON) -m muster_runtime.localstack.kube $(KUBE_UP_ARGS)
+	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTHON) -m muster_dev.kube $(KUBE_UP_ARGS)
 
 .PHONY: test-kube
 test-kube: kube-tools $(KUBE_VENV_TARGET) ## tests against a real kube-apiserver + etcd (tests/kube)

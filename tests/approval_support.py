@@ -17,11 +17,12 @@ from aiosmtpd.smtp import SMTP
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from muster_api.approval import ApprovalRequest
+from muster_api.common import Money
 from muster_approval.activities import ApprovalActivities
-from muster_approval.mailbox import Mailbox
 from muster_approval.notify import SmtpConfig
 from muster_approval.workflows import Approval
-from muster_runtime.contracts import ApprovalRequest, Money
+from muster_dev.mailbox import Mailbox
 from muster_runtime.policies import Directory, load_policy_dir
 from muster_runtime.sandbox import muster_workflow_runner
 

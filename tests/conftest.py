@@ -16,14 +16,11 @@ from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from muster_api.search_attributes import cli_types
+from muster_dev.process import free_port
+from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.client import connect
-from muster_runtime.localstack.process import free_port
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
-from muster_runtime.search_attributes import (
-    add_search_attributes,
-    cli_types,
-    ensure_search_attributes,
-)
+from muster_runtime.search_attributes import add_search_attributes, ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
 from tests.helpers import unique

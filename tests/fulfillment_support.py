@@ -12,9 +12,11 @@ from typing import Any
 import httpx
 from temporalio import workflow
 
-from muster_fulfillment.models import Address, Order, OrderItem
-from muster_runtime.contracts import APPROVAL_WORKFLOW, ApprovalRequest, ApprovalResult, Money
-from muster_runtime.localstack.process import ManagedProcess
+from muster_api.approval import WORKFLOW as APPROVAL_WORKFLOW
+from muster_api.approval import ApprovalRequest, ApprovalResult
+from muster_api.common import Money
+from muster_api.fulfillment import Address, Order, OrderItem
+from muster_dev.process import ManagedProcess
 from tests.helpers import free_port, http_get, start_service, wait_until
 
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from muster_runtime.localstack.process import ManagedProcess, free_port
+from muster_dev.process import ManagedProcess, free_port
 from muster_runtime.polling import PollTimeout, async_wait_until, wait_until
 
 __all__ = [

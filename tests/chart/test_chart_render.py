@@ -17,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from muster_runtime.search_attributes import cli_types
+from muster_api.search_attributes import cli_types
 from tests.chart.support import (
     CHART,
     ROOT,

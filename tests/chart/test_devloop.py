@@ -1,7 +1,7 @@
 """The dev loop's files and every Dockerfile, checked by the tools that define them:
 ``skaffold.yaml`` against skaffold's published JSON schema (fetched from the skaffold module
 by ``make chart-tools``) and against the chart it deploys, the kind cluster config against
-kind's own v1alpha4 types, and each Dockerfile by hadolint and by Muster's image rules."""
+kind's own v1alpha4 types, and the one Dockerfile by hadolint and by Muster's image rules."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.chart.images import COMPONENTS
+from tests.chart.images import COMPONENTS, DOCKERFILE
 from tests.chart.support import BIN, CHART, ROOT, SCHEMAS, values_schema
 
 pytestmark = pytest.mark.chart
@@ -59,9 +59,11 @@ def test_skaffold_builds_every_image_and_deploys_them_with_the_chart() -> None:
     config = skaffold_config()
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
     assert set(artifacts) == {f"muster-{c}" for c in COMPONENTS}
-    for component, dockerfile in COMPONENTS.items():
+    for component, spec in COMPONENTS.items():
         artifact = artifacts[f"muster-{component}"]
-        assert (ROOT / artifact["context"] / artifact["docker"]["dockerfile"]) == dockerfile
+        assert (ROOT / artifact["context"] / artifact["docker"]["dockerfile"]) == DOCKERFILE
+        # The same build arguments as `make images` and the image tests pass.
+        assert artifact["docker"]["buildArgs"] == spec.build_args(), component
     (release,) = config["deploy"]["helm"]["releases"]
     assert (ROOT / release["chartPath"]).resolve() == CHART
     schema = values_schema()
@@ -104,10 +106,9 @@ def test_kind_config_matches_kinds_types(tmp_path: Path) -> None:
     assert 'unknown field "nodes[0].rol"' in rejected.stderr or '"rol"' in rejected.stderr
 
 
-@pytest.mark.parametrize("component", sorted(COMPONENTS))
-def test_dockerfile_passes_hadolint(component: str) -> None:
+def test_dockerfile_passes_hadolint() -> None:
     hadolint = ROOT / ".venv" / "bin" / "hadolint"
-    result = subprocess.run([str(hadolint), "--no-color", str(COMPONENTS[component])],
+    result = subprocess.run([str(hadolint), "--no-color", str(DOCKERFILE)],
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -124,9 +125,17 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize("component", sorted(COMPONENTS))
-def test_dockerfile_follows_musters_image_rules(component: str) -> None:
-    steps = instructions(COMPONENTS[component])
+def test_there_is_one_dockerfile() -> None:
+    found = sorted(
+        str(p.relative_to(ROOT))
+        for p in ROOT.rglob("Dockerfile*")
+        if not {".venv", ".cache", "bin", ".git"} & set(p.relative_to(ROOT).parts)
+    )
+    assert found == ["infra/images/Dockerfile"]
+
+
+def test_dockerfile_follows_musters_image_rules() -> None:
+    steps = instructions(DOCKERFILE)
     froms = [rest for keyword, rest in steps if keyword == "FROM"]
     assert len(froms) >= 2, "multi-stage: a build stage and a runtime stage"
     assert all(f.startswith("${BASE_IMAGE}") for f in froms), "one base, chosen by BASE_IMAGE"
@@ -135,7 +144,9 @@ def test_dockerfile_follows_musters_image_rules(component: str) -> None:
     ]
     assert re.fullmatch(r"BASE_IMAGE=docker\.io/library/python:3\.11-slim-bookworm", base)
     runs = " ".join(rest for keyword, rest in steps if keyword == "RUN")
-    assert "infra/images/install.sh muster-" in runs, "installs through the locked install script"
+    assert 'infra/images/install.sh "${PACKAGE}" "${MODULE}"' in runs, (
+        "installs through the locked install script"
+    )
     assert "uv sync --locked" in (ROOT / "infra" / "images" / "install.sh").read_text()
     runtime = steps[max(i for i, (k, _) in enumerate(steps) if k == "FROM") :]
     users = [rest for keyword, rest in runtime if keyword == "USER"]

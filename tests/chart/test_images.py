@@ -1,19 +1,24 @@
 """Every Muster image really builds here with buildah (no daemon, vfs storage, chroot
 isolation, the host's CA bundle mounted read-only for PyPI) on a Debian bookworm base made
-with debootstrap; each runs as a numeric non-root user that cannot write outside /tmp, its
-entrypoint starts (``--help``), and the worker images reach their health endpoint against
-the real Temporal dev server. Sizes are printed at the end of the run."""
+with debootstrap, from the one Dockerfile with its service's build arguments; each runs as a
+numeric non-root user that cannot write outside /tmp, its entrypoint starts (``--help``),
+it holds exactly the packages its service installs (never the dev stack or a dev tool), and
+the worker images reach their health endpoint against the real Temporal dev server. Sizes
+are printed at the end of the run."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from muster_runtime.localstack.process import free_port
+from muster_dev.process import free_port
 from muster_runtime.polling import wait_until
 from muster_runtime.settings import TemporalSettings
 from tests.chart.images import COMPONENTS, WORKERS, BuiltImage, Container
@@ -25,14 +30,14 @@ pytestmark = [pytest.mark.chart, pytest.mark.slow, pytest.mark.timeout(1800)]
 if os.geteuid() != 0:  # pragma: no cover - CI runs as root
     pytest.skip("buildah with vfs storage needs root here", allow_module_level=True)
 
-MODULES = {
-    "operator": "muster_operator",
-    "approval": "muster_approval",
-    "scheduling": "muster_scheduling",
-    "fulfillment": "muster_fulfillment",
-    "gateway": "muster_gateway",
-    "backends": "muster_backends",
-}
+MODULES = {component: spec.module for component, spec in COMPONENTS.items()}
+ENTRYPOINT = ["/opt/muster/bin/muster-service"]
+# Never in an image, whatever a pyproject says.
+FORBIDDEN = {"muster-dev", "aiosmtpd", "playwright", "pytest", "mypy", "ruff", "import-linter"}
+LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m, json, re; print(json.dumps(sorted("
+    "{re.sub(r'[-_.]+', '-', d.metadata['Name']).lower() for d in m.distributions()})))"
+)
 
 
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
@@ -44,7 +49,10 @@ def test_image_config(images: dict[str, BuiltImage], component: str) -> None:
     assert int(uid) > 0, f"User {user!r} is root"
     assert gid.isdigit(), f"User {user!r} has no numeric group"
     assert int(gid) > 0, f"User {user!r} runs in group root"
-    assert config["Entrypoint"] == ["/opt/muster/bin/python", "-m", MODULES[component]]
+    assert config["Entrypoint"] == ENTRYPOINT
+    assert config["Labels"]["io.muster.package"] == COMPONENTS[component].package
+    exposed = {port.partition("/")[0] for port in config.get("ExposedPorts", {})}
+    assert exposed == set(COMPONENTS[component].ports)
     env = dict(item.split("=", 1) for item in config.get("Env", []))
     assert env["HOME"] == "/tmp"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
@@ -61,6 +69,8 @@ def test_runs_as_non_root_and_entrypoint_starts(
     assert writable.returncode == 1
     assert container.run("sh", "-c", "test -w /tmp").returncode == 0
     entrypoint = images[component].config["Entrypoint"]
+    script = container.run("cat", ENTRYPOINT[0], check=True).stdout
+    assert f'exec /opt/muster/bin/python -m {MODULES[component]} "$@"' in script, script
     result = container.run(*entrypoint, "--help", timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: python -m {MODULES[component]}"), result.stdout
@@ -68,6 +78,42 @@ def test_runs_as_non_root_and_entrypoint_starts(
     bad = container.run(*entrypoint, "--bogus", timeout=60)
     assert bad.returncode == 2
     assert "unexpected argument '--bogus'" in bad.stderr
+
+
+def locked_closure(package: str) -> set[str]:
+    """What ``uv sync --package`` installs for a package, per uv.lock (no dev groups)."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    deps = {
+        re.sub(r"[-_.]+", "-", p["name"]).lower(): [d["name"] for d in p.get("dependencies", [])]
+        for p in lock["package"]
+    }
+    seen: set[str] = set()
+    todo = [package]
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name not in seen:
+            seen.add(name)
+            todo += deps[name]
+    return seen
+
+
+@pytest.mark.parametrize("component", sorted(COMPONENTS))
+def test_image_holds_only_what_its_service_needs(
+    containers: dict[str, Container], component: str
+) -> None:
+    listed = containers[component].run("/opt/muster/bin/python", "-c", LIST_DISTRIBUTIONS,
+                                       timeout=60, check=True)  # fmt: skip
+    installed = set(json.loads(listed.stdout))
+    assert not installed & FORBIDDEN, f"{component} image holds {sorted(installed & FORBIDDEN)}"
+    expected = locked_closure(COMPONENTS[component].package)
+    assert installed == expected, (
+        f"{component} image: extra {sorted(installed - expected)}, "
+        f"missing {sorted(expected - installed)} against uv.lock's closure of "
+        f"{COMPONENTS[component].package}"
+    )
+    # The workers never carry another pattern's worker, and no image the dev stack.
+    others = {s.package for s in COMPONENTS.values()} - {COMPONENTS[component].package}
+    assert not installed & others, f"{component} image holds {sorted(installed & others)}"
 
 
 @pytest.mark.parametrize("component", WORKERS)
@@ -93,6 +139,7 @@ def test_worker_image_is_ready_against_the_dev_server(
         env |= {
             "MUSTER_APPROVAL_POLICIES_DIR": "/etc/muster/examples/policies",
             "MUSTER_APPROVAL_DIRECTORY_FILE": "/etc/muster/examples/directory.yaml",
+            "MUSTER_APPROVAL_PUBLIC_URL": "http://127.0.0.1:8080/ui",
         }
     if component == "scheduling":
         env |= {

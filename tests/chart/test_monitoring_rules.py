@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from muster_runtime.localstack.process import free_port
-from muster_runtime.localstack.prometheus import PrometheusConfig, PrometheusServer, instant_query
+from muster_dev.process import free_port
+from muster_dev.prometheus import PrometheusConfig, PrometheusServer, instant_query
 from muster_runtime.polling import wait_until
 from tests.chart.support import CHART, render
 from tests.dashboards import panel_queries

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import yaml
 
-from muster_runtime.localstack.prometheus import instant_query
+from muster_dev.prometheus import instant_query
 from tests.dashboards import panel_queries
 from tests.helpers import REPO, free_port, free_port_block, wait_until
 

@@ -13,8 +13,8 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from muster_runtime.localstack.kube import KubeAccess
-from muster_runtime.localstack.process import ManagedProcess, free_port
+from muster_dev.kube import KubeAccess
+from muster_dev.process import ManagedProcess, free_port
 from muster_runtime.polling import wait_until
 from tests.helpers import http_get, start_service
 

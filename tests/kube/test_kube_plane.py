@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from kubernetes import client
 
-from muster_runtime.localstack.kube import KubeAccess, kube_binary
+from muster_dev.kube import KubeAccess, kube_binary
 from tests.kube.support import Run
 
 pytestmark = pytest.mark.kube

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from muster_runtime.localstack.kube import KubeAccess
+from muster_dev.kube import KubeAccess
 from muster_runtime.polling import wait_until
 from tests.kube.support import Run, status_message
 

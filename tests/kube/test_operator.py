@@ -41,11 +41,11 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
-from muster_runtime.localstack.kube import KubeAccess
-from muster_runtime.localstack.process import free_port
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig, find_tool
+from muster_api.search_attributes import cli_types
+from muster_dev.kube import KubeAccess
+from muster_dev.process import free_port
+from muster_dev.temporal import DevServer, DevServerConfig, find_tool
 from muster_runtime.polling import async_wait_until, wait_until
-from muster_runtime.search_attributes import cli_types
 from muster_runtime.settings import TemporalSettings
 from tests.kube.noop_workflow import Noop
 from tests.kube.operator_support import (

@@ -18,7 +18,7 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpda
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from muster_approval.models import (
+from muster_api.approval import (
     DECIDE_SIGNAL,
     WORKFLOW,
     ApprovalResult,

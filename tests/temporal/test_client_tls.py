@@ -22,8 +22,8 @@ from temporalio.api.workflowservice.v1 import (
     GetSystemInfoResponse,
 )
 
+from muster_dev.temporal import DevServer
 from muster_runtime.client import connect, tls_config
-from muster_runtime.localstack.temporal import DevServer
 from muster_runtime.settings import TemporalSettings
 from tests.tlsutil import TestCA
 

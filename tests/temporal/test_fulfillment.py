@@ -17,8 +17,7 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from muster_fulfillment.activities import Backends, FulfillmentActivities
-from muster_fulfillment.models import (
+from muster_api.fulfillment import (
     WORKFLOW,
     FulfillmentInput,
     FulfillmentOptions,
@@ -28,6 +27,7 @@ from muster_fulfillment.models import (
     OrderStatus,
     ResolveInput,
 )
+from muster_fulfillment.activities import Backends, FulfillmentActivities
 from muster_fulfillment.workflows import OrderFulfillment
 from muster_runtime.sandbox import muster_workflow_runner
 from tests.fulfillment_support import (

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowHandle
 
-from muster_fulfillment.models import (
+from muster_api.fulfillment import (
     WORKFLOW,
     FulfillmentInput,
     FulfillmentOptions,
@@ -32,7 +32,7 @@ from muster_fulfillment.models import (
     OrderState,
     OrderStatus,
 )
-from muster_runtime.localstack.process import ManagedProcess
+from muster_dev.process import ManagedProcess
 from tests.fulfillment_support import BackendsProcess, order, start_backends
 from tests.helpers import free_port, http_get, unique, wait_until
 

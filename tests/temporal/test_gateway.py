@@ -20,7 +20,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from muster_runtime.localstack.process import wait_for_exit
+from muster_dev.process import wait_for_exit
 from tests.helpers import REPO, async_wait_until
 from tests.platform_support import TOKENS, Platform, platform
 

@@ -19,16 +19,17 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from muster_runtime import search_attributes as sa
-from muster_runtime.localstack.temporal import DevServer
+from muster_api import search_attributes as sa
+from muster_dev.temporal import DevServer
+from muster_runtime import search_attributes as registration
 from tests.helpers import unique
 
 
 async def test_search_attributes_are_registered_and_idempotent(client: Client) -> None:
-    registered = await sa.registered(client, "default")
+    registered = await registration.registered(client, "default")
     for key in sa.ALL:
         assert registered[key.name] == int(key.indexed_value_type)
-    assert await sa.ensure_search_attributes(client, "default") == []
+    assert await registration.ensure_search_attributes(client, "default") == []
 
 
 def test_temporal_cli_lists_muster_attributes(client: Client, dev_server: DevServer) -> None:
@@ -57,8 +58,10 @@ async def test_conflicting_type_is_refused(client: Client) -> None:
             namespace=namespace,
         )
     )
-    with pytest.raises(sa.SearchAttributeConflict, match="MusterPattern is INDEXED_VALUE_TYPE_INT"):
-        await sa.ensure_search_attributes(client, namespace, [sa.PATTERN])
+    with pytest.raises(
+        registration.SearchAttributeConflict, match="MusterPattern is INDEXED_VALUE_TYPE_INT"
+    ):
+        await registration.ensure_search_attributes(client, namespace, [sa.PATTERN])
 
 
 @workflow.defn(sandboxed=False)

@@ -23,8 +23,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from muster_operator import sync
-from muster_operator.handlers import _schedule_status
 from muster_operator.reconcile import Want, parse_schedule
+from muster_operator.schedules import write_status
 from muster_operator.sync import apply_schedule, check_and_correct, trigger
 from muster_runtime.polling import async_wait_until
 from tests.helpers import unique
@@ -204,14 +204,14 @@ async def test_a_resync_that_finds_nothing_new_writes_no_status(client: Client) 
     synced = Want("Synced", "True", "Synced", "matches")
     try:
         first = kopf.Patch()
-        _schedule_status(body, first, synced, resource=resource(name), result=created)
+        write_status(body, first, synced, resource=resource(name), result=created)
         assert first.status["lastSyncTime"]
         assert "nextActionTimes" not in first.status  # a create is not read back
         body["status"] = dict(first.status)
 
         checked = await check_and_correct(client, resource(name), None)
         second = kopf.Patch()
-        _schedule_status(body, second, synced, resource=resource(name), result=checked)
+        write_status(body, second, synced, resource=resource(name), result=checked)
         # The first resync: Temporal's view and the adopted baseline; the write time stays.
         assert second.status["nextActionTimes"]
         assert second.status["syncedFingerprint"] == checked.fingerprint
@@ -220,7 +220,7 @@ async def test_a_resync_that_finds_nothing_new_writes_no_status(client: Client) 
 
         again = await check_and_correct(client, resource(name), checked.fingerprint)
         third = kopf.Patch()
-        _schedule_status(body, third, synced, resource=resource(name), result=again)
+        write_status(body, third, synced, resource=resource(name), result=again)
         assert dict(third.status) == {}
         assert not third
     finally:

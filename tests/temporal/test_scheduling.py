@@ -30,13 +30,10 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
-from muster_approval.models import ApprovalState
-from muster_approval.workflows import Approval
-from muster_runtime import search_attributes as sa
-from muster_runtime.contracts import APPROVAL_WORKFLOW
-from muster_runtime.sandbox import muster_workflow_runner
-from muster_scheduling.activities import SchedulingActivities
-from muster_scheduling.models import (
+from muster_api import search_attributes as sa
+from muster_api.approval import WORKFLOW as APPROVAL_WORKFLOW
+from muster_api.approval import ApprovalState
+from muster_api.scheduling import (
     DailyReport,
     DailyReportInput,
     DataSyncInput,
@@ -46,6 +43,9 @@ from muster_scheduling.models import (
     RemindersInput,
     RemindersResult,
 )
+from muster_approval.workflows import Approval
+from muster_runtime.sandbox import muster_workflow_runner
+from muster_scheduling.activities import SchedulingActivities
 from muster_scheduling.workflows import WORKFLOWS
 from tests.approval_support import approval_worker, request, setup
 from tests.fulfillment_support import BackendsProcess, sku, start_backends

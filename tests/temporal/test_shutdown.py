@@ -12,7 +12,7 @@ from pathlib import Path
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from muster_runtime.localstack.process import ManagedProcess, wait_for_exit
+from muster_dev.process import ManagedProcess, wait_for_exit
 from tests.helpers import REPO, free_port, http_get, unique, wait_until
 from tests.temporal.slow_worker import HoldInput
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from muster_dev.process import wait_for_exit
+from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.canary import TASK_QUEUE
 from muster_runtime.canary.models import PingInput, PingResult
-from muster_runtime.localstack.process import wait_for_exit
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from tests.helpers import free_port, http_get, start_service, unique, wait_until
 
 

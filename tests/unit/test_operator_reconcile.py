@@ -16,7 +16,10 @@ from temporalio.client import (
     ScheduleRange,
 )
 
-from muster_operator import crdgen, models
+from muster_api import v1alpha1
+from muster_api.search_attributes import pending_approvals_query
+from muster_api.v1alpha1 import REMINDERS_ANNOTATION, ApprovalPolicy
+from muster_operator import crdgen
 from muster_operator.policies import (
     parse_policy,
     policy_document,
@@ -37,8 +40,6 @@ from muster_operator.reconcile import (
     schedule_id,
     schedule_memo,
 )
-from muster_runtime.policies import REMINDERS_ANNOTATION, ApprovalPolicy
-from muster_runtime.search_attributes import pending_approvals_query
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -403,7 +404,7 @@ def test_models_round_trip_the_examples() -> None:
         body["metadata"]["namespace"] = "default"
         resource = parse_schedule(body)
         desired_schedule(resource)  # every example becomes a Temporal schedule
-        assert isinstance(resource, models.Schedule)
+        assert isinstance(resource, v1alpha1.Schedule)
 
 
 def test_pending_query_takes_only_policy_names() -> None:

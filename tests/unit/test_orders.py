@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from muster_fulfillment.models import Order
-from muster_runtime.contracts import Money
+from muster_api.common import Money
+from muster_api.fulfillment import Order
 from tests.fulfillment_support import order
 
 

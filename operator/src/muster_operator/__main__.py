@@ -14,8 +14,10 @@ import sys
 import kopf
 import uvloop
 
+from muster_operator.handlers import build_registry
+from muster_operator.settings import OperatorSettings
 from muster_runtime.logs import configure_logging
-from muster_runtime.settings import SettingsError
+from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
 from muster_runtime.usage import handle_command_line
 
 DESCRIPTION = "Muster's operator: reconciles Schedule and ApprovalPolicy resources into Temporal"
@@ -26,19 +28,25 @@ def main() -> int:
     handle_command_line(
         "python -m muster_operator", DESCRIPTION, "muster_operator.settings:OperatorSettings"
     )
+    problems: list[str] = []
     try:
-        # Importing registers the handlers; it also reads and checks the settings.
-        from muster_operator import handlers  # noqa: PLC0415
+        settings = load_settings(OperatorSettings)
     except SettingsError as exc:
-        for problem in exc.problems:
+        problems += exc.problems
+    try:
+        temporal = load_settings(TemporalSettings)
+    except SettingsError as exc:
+        problems += exc.problems
+    if problems:
+        for problem in problems:
             print(f"muster-operator: configuration error: {problem}", file=sys.stderr)
         return 2
-    settings = handlers.SETTINGS
     configure_logging("operator", level=settings.log.level, fmt=settings.log.format)
     # kopf logs every handler and timer run at INFO ("Timer 'resync' succeeded" per resource
     # per interval); Muster's handlers log what they change themselves.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
+        registry=build_registry(settings, temporal),
         # On uvloop kopf's per-event work (watch streams, patches over TLS) costs about a
         # fifth less CPU, and a burst of resources is Ready a quarter sooner
         # (bench/bench_operator.py).

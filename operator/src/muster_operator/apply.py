@@ -21,15 +21,15 @@ import yaml
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from muster_operator import models
+from muster_api import scheduling, v1alpha1
 from muster_operator.policies import policy_document, policy_key, reminder_schedule
-from muster_operator.reconcile import SpecError, describe_errors, desired_schedule
-from muster_operator.sync import Clients, ForeignSchedule, apply_schedule, delete_schedule
+from muster_operator.reconcile import ForeignSchedule, SpecError, describe_errors, desired_schedule
+from muster_operator.sync import Clients, apply_schedule, delete_schedule
 from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
 
 KINDS = ("Schedule", "ApprovalPolicy")
 DEFAULT_POLICIES_DIR = Path(".state/policies")
-DEFAULT_REMINDER_QUEUE = "muster-scheduling"
+DEFAULT_REMINDER_QUEUE = scheduling.TASK_QUEUE
 
 
 class ApplyError(ValueError):
@@ -45,7 +45,7 @@ class Loaded:
     """A validated document and where it came from."""
 
     source: str
-    resource: models.Schedule | models.ApprovalPolicy
+    resource: v1alpha1.Schedule | v1alpha1.ApprovalPolicy
 
 
 def _files(paths: Iterable[Path]) -> list[Path]:
@@ -75,18 +75,18 @@ def load(paths: Iterable[Path], namespace: str = "default") -> list[Loaded]:
             if not isinstance(document, dict) or document.get("kind") not in KINDS:
                 continue
             source = f"{path} (document {index + 1}, {document.get('kind')})"
-            if document.get("apiVersion") != models.API_VERSION:
-                problems.append(f"{source}: apiVersion must be {models.API_VERSION}")
+            if document.get("apiVersion") != v1alpha1.API_VERSION:
+                problems.append(f"{source}: apiVersion must be {v1alpha1.API_VERSION}")
                 continue
             body: dict[str, Any] = {**document}
             body["metadata"] = {"namespace": namespace, **(document.get("metadata") or {})}
             try:
-                resource: models.Schedule | models.ApprovalPolicy
+                resource: v1alpha1.Schedule | v1alpha1.ApprovalPolicy
                 if document["kind"] == "Schedule":
-                    resource = models.Schedule.model_validate(body)
+                    resource = v1alpha1.Schedule.model_validate(body)
                     desired_schedule(resource)  # calendar fields and the like
                 else:
-                    resource = models.ApprovalPolicy.model_validate(body)
+                    resource = v1alpha1.ApprovalPolicy.model_validate(body)
             except ValidationError as exc:
                 problems.append(f"{source}: {describe_errors(exc)}")
                 continue
@@ -104,7 +104,7 @@ def load(paths: Iterable[Path], namespace: str = "default") -> list[Loaded]:
     return loaded
 
 
-def publish_policy(policy: models.ApprovalPolicy, folder: Path) -> Path:
+def publish_policy(policy: v1alpha1.ApprovalPolicy, folder: Path) -> Path:
     """Write the policy's snapshot document where the workers read policies (atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / policy_key(policy)
@@ -129,7 +129,7 @@ async def apply_all(
         resource = item.resource
         name = f"{resource.metadata.namespace}/{resource.metadata.name}"
         try:
-            if isinstance(resource, models.Schedule):
+            if isinstance(resource, v1alpha1.Schedule):
                 target = clients.get(resource.spec.temporal.namespace)
                 synced = await apply_schedule(target, resource)
                 out(f"schedule {name} {synced.outcome} (Temporal schedule {synced.schedule_id})")

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
-from muster_operator.models import (
+from muster_api.v1alpha1 import (
     GROUP,
     VERSION,
     ApprovalPolicySpec,

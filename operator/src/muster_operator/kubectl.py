@@ -25,7 +25,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import httpx
 from kubernetes import client as k8s
@@ -33,7 +33,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from muster_operator import models
+from muster_api import v1alpha1
 from muster_operator.reconcile import (
     BACKFILL_ANNOTATION,
     TRIGGER_ANNOTATION,
@@ -48,7 +48,7 @@ from muster_operator.reconcile import (
 from muster_runtime.polling import PollTimeout, wait_until
 from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
 
-GROUP, VERSION, PLURAL = "muster.io", "v1alpha1", "schedules"
+GROUP, VERSION, PLURAL = v1alpha1.GROUP, v1alpha1.VERSION, "schedules"
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
 
@@ -261,7 +261,7 @@ def _ranges(ranges: Sequence[Any]) -> str:
     return ",".join(parts) or "*"
 
 
-async def temporal_view(resource: models.Schedule, settings: TemporalSettings) -> dict[str, Any]:
+async def temporal_view(resource: v1alpha1.Schedule, settings: TemporalSettings) -> dict[str, Any]:
     """What Temporal holds for a Schedule resource, as a JSON-ready dict."""
     from temporalio.service import RPCError, RPCStatusCode  # noqa: PLC0415
 
@@ -558,7 +558,7 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--overlap",
         default="AllowAll",
-        choices=["Skip", "BufferOne", "BufferAll", "CancelOther", "TerminateOther", "AllowAll"],
+        choices=get_args(v1alpha1.OverlapPolicy),
     )
     backfill.add_argument("--token", help="request token (default: a fresh one)")
     schedule_verb("suspend", cmd_suspend, "pause the schedule (sets spec.suspend)")

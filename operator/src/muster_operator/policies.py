@@ -9,29 +9,30 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from muster_operator import models
+from muster_api import v1alpha1
+from muster_api.approval import PolicySnapshot
+from muster_api.scheduling import APPROVAL_REMINDERS
+from muster_api.search_attributes import pending_approvals_query
+from muster_api.v1alpha1 import REMINDERS_ANNOTATION
 from muster_operator.reconcile import SpecError, describe_errors
-from muster_runtime.policies import REMINDERS_ANNOTATION, PolicySnapshot
-from muster_runtime.search_attributes import pending_approvals_query
 
-REMINDER_WORKFLOW = "ApprovalReminders"
 SHA_ANNOTATION = "muster.io/sha256"
 
 
-def parse_policy(body: Mapping[str, Any]) -> models.ApprovalPolicy:
+def parse_policy(body: Mapping[str, Any]) -> v1alpha1.ApprovalPolicy:
     """A resource body as the model (raises SpecError naming every problem)."""
     try:
-        return models.ApprovalPolicy.model_validate(dict(body))
+        return v1alpha1.ApprovalPolicy.model_validate(dict(body))
     except ValidationError as exc:
         raise SpecError(describe_errors(exc)) from None
 
 
-def policy_key(policy: models.ApprovalPolicy) -> str:
+def policy_key(policy: v1alpha1.ApprovalPolicy) -> str:
     """The file name of a policy in the published ConfigMap / folder."""
     return f"{policy.metadata.namespace}.{policy.metadata.name}.yaml"
 
 
-def policy_document(policy: models.ApprovalPolicy) -> dict[str, Any]:
+def policy_document(policy: v1alpha1.ApprovalPolicy) -> dict[str, Any]:
     """The snapshot document workers load: the spec, where it came from, its hash.
 
     Reminders of a published policy are sent by its reminder schedule, so the document
@@ -42,7 +43,7 @@ def policy_document(policy: models.ApprovalPolicy) -> dict[str, Any]:
     if policy.spec.reminders is not None:
         annotations[REMINDERS_ANNOTATION] = "schedule"
     return {
-        "apiVersion": models.API_VERSION,
+        "apiVersion": v1alpha1.API_VERSION,
         "kind": "ApprovalPolicy",
         "metadata": {
             "name": policy.metadata.name,
@@ -55,8 +56,8 @@ def policy_document(policy: models.ApprovalPolicy) -> dict[str, Any]:
 
 
 def reminder_schedule(
-    policy: models.ApprovalPolicy, task_queue: str, *, force: bool = False
-) -> models.Schedule | None:
+    policy: v1alpha1.ApprovalPolicy, task_queue: str, *, force: bool = False
+) -> v1alpha1.Schedule | None:
     """The Schedule that reminds a policy's approvers (None when it has no reminders).
 
     ``force`` builds it anyway (to find and delete one that should no longer exist).
@@ -65,9 +66,9 @@ def reminder_schedule(
     if reminders is None and not force:
         return None
     name, namespace = policy.metadata.name, policy.metadata.namespace
-    return models.Schedule.model_validate(
+    return v1alpha1.Schedule.model_validate(
         {
-            "apiVersion": models.API_VERSION,
+            "apiVersion": v1alpha1.API_VERSION,
             "kind": "Schedule",
             "metadata": {"name": f"{name}-reminders", "namespace": namespace},
             "spec": {
@@ -75,7 +76,7 @@ def reminder_schedule(
                 "timeZone": reminders.time_zone if reminders else "UTC",
                 "policy": {"overlap": "Skip"},
                 "workflow": {
-                    "type": REMINDER_WORKFLOW,
+                    "type": APPROVAL_REMINDERS,
                     "taskQueue": task_queue,
                     "args": [{"policy": name, "namespace": namespace}],
                     "executionTimeout": "1h",
@@ -87,7 +88,7 @@ def reminder_schedule(
     )
 
 
-async def pending_requests(client: Client, policy: models.ApprovalPolicy) -> int:
+async def pending_requests(client: Client, policy: v1alpha1.ApprovalPolicy) -> int:
     """How many of the policy's requests wait for a decision."""
     result = await client.count_workflows(pending_approvals_query(policy.metadata.name))
     return result.count

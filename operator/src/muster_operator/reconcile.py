@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from temporalio.api.schedule.v1 import Schedule as ScheduleProto
@@ -37,9 +38,10 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
 )
+from temporalio.service import RPCError, RPCStatusCode
 
-from muster_operator import models
-from muster_runtime import search_attributes as sa
+from muster_api import search_attributes as sa
+from muster_api import v1alpha1
 
 OWNER_MEMO = "muster.io/owner"
 """Schedule memo key naming the resource that owns a Temporal schedule."""
@@ -76,19 +78,107 @@ class SpecError(ValueError):
     """A resource Kubernetes accepted cannot become a Temporal schedule (message says why)."""
 
 
+class ForeignSchedule(Exception):
+    """A schedule with this id exists in Temporal and belongs to somebody else."""
+
+
+class TemporalUnavailable(Exception):
+    """Temporal could not be reached (or failed); retry later."""
+
+
+# Codes that mean "Temporal is not there right now", as opposed to "your request is wrong".
+UNAVAILABLE = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.INTERNAL,
+}
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an error means Temporal (or the network to it) is down or overloaded, as
+    opposed to a bad request or a bug."""
+    if isinstance(exc, TemporalUnavailable):
+        return True
+    if isinstance(exc, RPCError):
+        return exc.status in UNAVAILABLE
+    return isinstance(exc, OSError)  # ConnectionError and TimeoutError are OSErrors
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed reconcile means: the condition to show, and when to try again."""
+
+    reason: str
+    """The Ready/Synced condition's reason (CamelCase)."""
+    message: str
+    """For people: what is wrong and what to do."""
+    retry_after: float | None
+    """Seconds until the next attempt; None: not before the resource changes."""
+    outage: bool = False
+    """Temporal cannot be reached (the temporal_up gauge goes to 0)."""
+    unexpected: bool = False
+    """Nothing Muster anticipated (a bug, or a spec the validation let through): the
+    operator logs the traceback."""
+
+
+def backoff(attempt: int, maximum: float) -> float:
+    """Exponential backoff between retries: 1, 2, 4 ... seconds, at most ``maximum``."""
+    return float(min(maximum, 2 ** min(max(attempt, 0), 10)))
+
+
+def classify(exc: BaseException, *, attempt: int = 0, max_backoff: float = 60.0) -> Failure:
+    """The one mapping from an exception in a reconcile to a status condition and a retry.
+
+    Only errors that mean Temporal cannot be reached are reported as an outage; anything
+    unexpected is a ``ReconcileError`` with its type and message (and a traceback in the
+    log), retried with backoff in case it was transient, never silently.
+    """
+    if isinstance(exc, SpecError):
+        return Failure("InvalidSpec", str(exc), None)
+    if isinstance(exc, ForeignSchedule):
+        return Failure("ForeignSchedule", str(exc), None)
+    if unavailable(exc):
+        detail = str(exc) or type(exc).__name__
+        if not detail.startswith("cannot reach Temporal"):
+            detail = f"cannot reach Temporal: {detail}"
+        return Failure("TemporalUnavailable", detail, backoff(attempt, max_backoff), outage=True)
+    if isinstance(exc, RPCError):
+        return Failure(
+            "TemporalRejected",
+            f"Temporal refused the request ({exc.status.name if exc.status else 'error'}): "
+            f"{exc.message or exc}",
+            max_backoff,
+        )
+    if isinstance(exc, ApiException):
+        return Failure(
+            "KubernetesApiError",
+            f"the Kubernetes API answered {exc.status} {exc.reason}",
+            backoff(attempt, max_backoff),
+        )
+    return Failure(
+        "ReconcileError",
+        f"unexpected {type(exc).__name__}: {exc} (the operator's log has the traceback)",
+        backoff(attempt, max_backoff),
+        unexpected=True,
+    )
+
+
 def owner_of(namespace: str, name: str) -> str:
     """The ownership marker of a resource."""
     return f"{namespace}/{name}"
 
 
-def schedule_id(resource: models.Schedule) -> str:
+def schedule_id(resource: v1alpha1.Schedule) -> str:
     """``spec.temporal.scheduleId`` or ``<kubernetes-namespace>.<name>``."""
     return resource.spec.temporal.schedule_id or (
         f"{resource.metadata.namespace}.{resource.metadata.name}"
     )
 
 
-def temporal_namespace(resource: models.Schedule, default: str) -> str:
+def temporal_namespace(resource: v1alpha1.Schedule, default: str) -> str:
     """The Temporal namespace a Schedule lives in."""
     return resource.spec.temporal.namespace or default
 
@@ -113,7 +203,7 @@ def _value(text: str, field: str) -> int:
 
 def calendar_ranges(text: str, field: str) -> tuple[ScheduleRange, ...]:
     """One calendar field (``*``, ``1-5``, ``*/15``, ``MON-FRI``, lists) as Temporal ranges."""
-    if not models.check_calendar_field(text):
+    if not v1alpha1.check_calendar_field(text):
         raise SpecError(f"{field}: {text!r} is not like '*', '5', '1-5', '*/15' or 'MON-FRI'")
     low, high, _, _ = _LIMITS[field]
     ranges = []
@@ -136,7 +226,7 @@ def calendar_ranges(text: str, field: str) -> tuple[ScheduleRange, ...]:
     return tuple(ranges)
 
 
-def calendar(spec: models.CalendarSpec) -> ScheduleCalendarSpec:
+def calendar(spec: v1alpha1.CalendarSpec) -> ScheduleCalendarSpec:
     """A calendar spec of the resource as Temporal's structured calendar."""
     years = () if spec.year == "*" else calendar_ranges(spec.year, "year")
     return ScheduleCalendarSpec(
@@ -154,7 +244,7 @@ def calendar(spec: models.CalendarSpec) -> ScheduleCalendarSpec:
 # -- the desired schedule ------------------------------------------------------------------
 
 
-def _retry(policy: models.RetryPolicySpec | None) -> RetryPolicy | None:
+def _retry(policy: v1alpha1.RetryPolicySpec | None) -> RetryPolicy | None:
     if policy is None:
         return None
     kwargs: dict[str, Any] = {}
@@ -171,7 +261,7 @@ def _retry(policy: models.RetryPolicySpec | None) -> RetryPolicy | None:
     return RetryPolicy(**kwargs)
 
 
-def action_search_attributes(resource: models.Schedule) -> TypedSearchAttributes:
+def action_search_attributes(resource: v1alpha1.Schedule) -> TypedSearchAttributes:
     """Every run is findable by the resource that started it (plus the spec's attributes)."""
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(sa.PATTERN, "schedule"),
@@ -187,7 +277,7 @@ def action_search_attributes(resource: models.Schedule) -> TypedSearchAttributes
     return TypedSearchAttributes(pairs)
 
 
-def desired_schedule(resource: models.Schedule) -> Schedule:
+def desired_schedule(resource: v1alpha1.Schedule) -> Schedule:
     """The Temporal schedule a resource asks for (raises SpecError when it cannot be one)."""
     spec = resource.spec
     workflow = spec.workflow
@@ -215,8 +305,8 @@ def desired_schedule(resource: models.Schedule) -> Schedule:
             ],
             cron_expressions=list(spec.cron),
             skip=[calendar(c) for c in spec.skip],
-            start_at=models.utc(spec.start_at),
-            end_at=models.utc(spec.end_at),
+            start_at=v1alpha1.utc(spec.start_at),
+            end_at=v1alpha1.utc(spec.end_at),
             jitter=spec.jitter,
             time_zone_name=spec.time_zone,
         ),
@@ -234,7 +324,7 @@ def desired_schedule(resource: models.Schedule) -> Schedule:
     )
 
 
-def schedule_memo(resource: models.Schedule) -> dict[str, str]:
+def schedule_memo(resource: v1alpha1.Schedule) -> dict[str, str]:
     """The memo a schedule is created with: who owns it."""
     return {
         OWNER_MEMO: owner_of(resource.metadata.namespace, resource.metadata.name),
@@ -242,10 +332,10 @@ def schedule_memo(resource: models.Schedule) -> dict[str, str]:
     }
 
 
-def parse_schedule(body: Mapping[str, Any]) -> models.Schedule:
+def parse_schedule(body: Mapping[str, Any]) -> v1alpha1.Schedule:
     """A resource body as the model (raises SpecError with every problem named)."""
     try:
-        return models.Schedule.model_validate(dict(body))
+        return v1alpha1.Schedule.model_validate(dict(body))
     except ValidationError as exc:
         raise SpecError(describe_errors(exc)) from None
 
@@ -334,8 +424,8 @@ def detect_drift(
 # -- status ----------------------------------------------------------------------------------
 
 
-def _ref(workflow_id: str, run_id: str | None, **times: datetime | None) -> models.ActionRef:
-    return models.ActionRef(workflow_id=workflow_id, run_id=run_id, **times)
+def _ref(workflow_id: str, run_id: str | None, **times: datetime | None) -> v1alpha1.ActionRef:
+    return v1alpha1.ActionRef(workflow_id=workflow_id, run_id=run_id, **times)
 
 
 def observed_status(description: ScheduleDescription, keep: int = 5) -> dict[str, Any]:
@@ -357,12 +447,12 @@ def observed_status(description: ScheduleDescription, keep: int = 5) -> dict[str
         for a in info.running_actions
     ]
     last = max((r.scheduled_at for r in info.recent_actions), default=None)
-    status = models.ScheduleStatus(
+    status = v1alpha1.ScheduleStatus(
         next_action_times=list(info.next_action_times[:keep]),
         last_action_time=last,
         recent_actions=recent,
         running_workflows=running,
-        actions=models.ActionCounters(
+        actions=v1alpha1.ActionCounters(
             taken=info.num_actions,
             missed_catchup_window=info.num_actions_missed_catchup_window,
             skipped_overlap=info.num_actions_skipped_overlap,
@@ -408,9 +498,9 @@ def merge_conditions(
         previous = old.get(want.type)
         since = now
         if previous is not None and previous.get("status") == want.status:
-            since = models.Condition.model_validate(previous).last_transition_time
+            since = v1alpha1.Condition.model_validate(previous).last_transition_time
         merged.append(
-            models.Condition(
+            v1alpha1.Condition(
                 type=want.type,
                 status=want.status,
                 reason=want.reason,
@@ -466,9 +556,7 @@ class BackfillRequest(BaseModel):
     token: str = Field(min_length=1, max_length=200)
     start_at: AwareDatetime
     end_at: AwareDatetime
-    overlap: Literal[
-        "Skip", "BufferOne", "BufferAll", "CancelOther", "TerminateOther", "AllowAll"
-    ] = "AllowAll"
+    overlap: v1alpha1.OverlapPolicy = "AllowAll"
 
 
 def parse_backfill(text: str) -> BackfillRequest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from muster_api import scheduling
 from muster_runtime.settings import Port, ServiceSettings
 
 
@@ -29,7 +30,7 @@ class OperatorSettings(ServiceSettings):
     worker and the gateway)."""
     policy_configmap_namespace: str = Field(default="muster-system", min_length=1)
     """Namespace of that ConfigMap (the release's namespace)."""
-    reminder_task_queue: str = Field(default="muster-scheduling", min_length=1)
+    reminder_task_queue: str = Field(default=scheduling.TASK_QUEUE, min_length=1)
     """Task queue of the scheduling worker, which runs policies' reminder workflows."""
     watch_server_timeout: int = Field(default=300, ge=10)
     """Seconds the API server keeps a watch open before kopf re-lists (kopf's default never

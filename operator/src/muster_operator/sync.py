@@ -30,12 +30,15 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from muster_operator import models
+from muster_api import search_attributes as sa
+from muster_api import v1alpha1
 from muster_operator.reconcile import (
     OVERLAP,
     BackfillRequest,
     Drift,
+    ForeignSchedule,
     SpecError,
+    TemporalUnavailable,
     baseline,
     desired_schedule,
     detect_drift,
@@ -46,34 +49,8 @@ from muster_operator.reconcile import (
     schedule_id,
     schedule_memo,
 )
-from muster_runtime import search_attributes as sa
 
 log = logging.getLogger(__name__)
-
-# Codes that mean "Temporal is not there right now", as opposed to "your request is wrong".
-UNAVAILABLE = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.CANCELLED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
-    RPCStatusCode.UNKNOWN,
-    RPCStatusCode.INTERNAL,
-}
-
-
-class ForeignSchedule(Exception):
-    """A schedule with this id exists in Temporal and belongs to somebody else."""
-
-
-class TemporalUnavailable(Exception):
-    """Temporal could not be reached (or failed); retry later."""
-
-
-def unavailable(exc: BaseException) -> bool:
-    """Whether an error means Temporal is down or overloaded (retry), not a bad request."""
-    if isinstance(exc, RPCError):
-        return exc.status in UNAVAILABLE
-    return isinstance(exc, (ConnectionError, TimeoutError, OSError, RuntimeError))
 
 
 @dataclass(frozen=True)
@@ -124,7 +101,7 @@ async def describe(handle: ScheduleHandle) -> ScheduleDescription | None:
         raise
 
 
-def _check_owner(resource: models.Schedule, description: ScheduleDescription) -> None:
+def _check_owner(resource: v1alpha1.Schedule, description: ScheduleDescription) -> None:
     owner = memo_owner(description)
     wanted = owner_of(resource.metadata.namespace, resource.metadata.name)
     if owner != wanted:
@@ -138,7 +115,7 @@ def _check_owner(resource: models.Schedule, description: ScheduleDescription) ->
 
 async def apply_schedule(
     client: Client,
-    resource: models.Schedule,
+    resource: v1alpha1.Schedule,
     *,
     remaining_from_spec: bool = True,
     outcome_if_exists: Literal["updated", "corrected"] = "updated",
@@ -215,7 +192,7 @@ def _next_token(token: bytes) -> bytes:
 
 
 async def check_and_correct(
-    client: Client, resource: models.Schedule, synced_fingerprint: str | None
+    client: Client, resource: v1alpha1.Schedule, synced_fingerprint: str | None
 ) -> Synced:
     """The drift check: leave a matching schedule alone, correct or recreate one that drifted."""
     sid = schedule_id(resource)
@@ -242,7 +219,7 @@ async def check_and_correct(
     return Synced(sid, synced.namespace, "corrected", synced.fingerprint, synced.description, drift)
 
 
-async def delete_schedule(client: Client, resource: models.Schedule) -> str:
+async def delete_schedule(client: Client, resource: v1alpha1.Schedule) -> str:
     """Delete the resource's schedule; gone already is fine, a foreign one is left alone."""
     sid = schedule_id(resource)
     handle = client.get_schedule_handle(sid)
@@ -261,7 +238,7 @@ async def delete_schedule(client: Client, resource: models.Schedule) -> str:
     return f"deleted schedule {sid}"
 
 
-async def trigger(client: Client, resource: models.Schedule, token: str) -> None:
+async def trigger(client: Client, resource: v1alpha1.Schedule, token: str) -> None:
     """Start one run now; the same token twice is one run (stable request id)."""
     sid = schedule_id(resource)
     await client.workflow_service.patch_schedule(
@@ -280,7 +257,7 @@ async def trigger(client: Client, resource: models.Schedule, token: str) -> None
     )
 
 
-async def backfill(client: Client, resource: models.Schedule, request: BackfillRequest) -> None:
+async def backfill(client: Client, resource: v1alpha1.Schedule, request: BackfillRequest) -> None:
     """Run the schedule's actions for a time range; the same token twice is one backfill."""
     sid = schedule_id(resource)
     proto: BackfillProto = ScheduleBackfill(
@@ -358,5 +335,4 @@ __all__ = [
     "delete_schedule",
     "pollers",
     "trigger",
-    "unavailable",
 ]

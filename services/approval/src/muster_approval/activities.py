@@ -14,6 +14,8 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from muster_api.approval import PolicySnapshot
+from muster_api.v1alpha1 import ApproverSet
 from muster_approval.models import LoadPolicyInput, NotifyInput, NotifyResult, ReminderInput
 from muster_approval.notify import (
     SmtpConfig,
@@ -22,7 +24,7 @@ from muster_approval.notify import (
     send_emails,
     slack_payload,
 )
-from muster_runtime.policies import ApproverSet, Directory, PolicyError, PolicySnapshot
+from muster_runtime.policies import Directory, PolicyError
 
 
 class ApprovalActivities:

@@ -10,17 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 from temporalio.client import Client
 
+from muster_api.approval import TASK_QUEUE, PolicySnapshot
 from muster_approval.activities import ApprovalActivities
-from muster_approval.models import TASK_QUEUE
 from muster_approval.notify import SmtpConfig
 from muster_approval.workflows import Approval
-from muster_runtime.policies import (
-    Directory,
-    PolicyError,
-    PolicySnapshot,
-    cached_by_mtime,
-    load_policy_dir,
-)
+from muster_runtime.policies import Directory, PolicyError, cached_by_mtime, load_policy_dir
 from muster_runtime.service import StartupError, WorkerDefinition, worker_main
 from muster_runtime.settings import Port, WorkerServiceSettings, WorkerSettings
 
@@ -58,14 +52,17 @@ class ApprovalSettings(WorkerServiceSettings):
     # requests wait (bench/bench_approval.py measures both).
     worker: WorkerSettings = WorkerSettings(task_queue=TASK_QUEUE, max_cached_workflows=50)
     """Temporal worker."""
-    policies_dir: Path = Path("examples/policies")
-    """Folder of ApprovalPolicy YAML files (a ConfigMap in Kubernetes)."""
-    directory_file: Path = Path("examples/directory.yaml")
-    """Who is who: user ids, e-mail addresses, groups (a ConfigMap in Kubernetes)."""
+    policies_dir: Path
+    """Folder of ApprovalPolicy YAML files (the operator publishes them to a ConfigMap in
+    Kubernetes)."""
+    directory_file: Path
+    """YAML file of who is who: user ids, e-mail addresses, groups (a ConfigMap in
+    Kubernetes)."""
     secrets_dir: Path = Path("/etc/muster/secrets")
     """Where Secrets that policies reference are mounted: <dir>/<secret>/<key>."""
-    public_url: str = "http://127.0.0.1:8080/ui"
-    """Base URL of the approver page, for links in notifications."""
+    public_url: str = Field(pattern=r"^https?://[^\s/]+")
+    """Base URL of the approver page as approvers reach it (the gateway's /ui), for links in
+    notifications, e.g. https://approvals.example.com/ui."""
     smtp: SmtpSettings = SmtpSettings()
     """Mail relay."""
 

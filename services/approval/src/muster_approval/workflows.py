@@ -21,9 +21,10 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from muster_approval.activities import ApprovalActivities
-    from muster_approval.models import (
+    from muster_api import search_attributes as sa
+    from muster_api.approval import (
         DECIDE_SIGNAL,
+        REMIND_SIGNAL,
         WORKFLOW,
         ApprovalRequest,
         ApprovalResult,
@@ -32,13 +33,12 @@ with workflow.unsafe.imports_passed_through():
         AuditEntry,
         Decision,
         DecisionRecord,
-        LoadPolicyInput,
-        NotifyInput,
-        ReminderInput,
+        PolicySnapshot,
+        RemindRequest,
     )
-    from muster_runtime import search_attributes as sa
-    from muster_runtime.contracts import APPROVAL_REMIND_SIGNAL, RemindRequest
-    from muster_runtime.policies import ApproverSet, PolicySnapshot
+    from muster_api.v1alpha1 import ApproverSet
+    from muster_approval.activities import ApprovalActivities
+    from muster_approval.models import LoadPolicyInput, NotifyInput, ReminderInput
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOOKUP_TIMEOUT = timedelta(seconds=10)
@@ -130,7 +130,7 @@ class Approval:
             return
         self._apply(decision)
 
-    @workflow.signal(name=APPROVAL_REMIND_SIGNAL)
+    @workflow.signal(name=REMIND_SIGNAL)
     def remind(self, request: RemindRequest) -> None:
         """A reminder round from the policy's reminder schedule (once per key)."""
         if self.status != ApprovalStatus.PENDING or self.policy is None:

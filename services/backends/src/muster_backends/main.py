@@ -17,7 +17,7 @@ async def build(
     """Open the databases and build the app."""
     faults = settings.faults
     backends = open_backends(
-        settings.resolved_data_dir(),
+        settings.data_dir,
         faults={
             "inventory": faults.inventory,
             "payment": faults.payment,

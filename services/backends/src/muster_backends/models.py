@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field
 
-from muster_runtime.contracts import Identifier, Money
+from muster_api.common import Identifier, Money
 
 IdempotencyKey = Annotated[
     str,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,11 +31,6 @@ class FaultSettings(BaseModel):
     """Faults of the notification service."""
 
 
-def _default_data_dir() -> Path:
-    state = os.environ.get("MUSTER_STATE_DIR")
-    return Path(state) / "backends" if state else Path(".state") / "backends"
-
-
 class BackendsSettings(HttpServiceSettings):
     """``MUSTER_BACKENDS_*`` variables."""
 
@@ -44,8 +38,9 @@ class BackendsSettings(HttpServiceSettings):
 
     api: ApiSettings = ApiSettings(port=8100)
     """HTTP API of the four backends."""
-    data_dir: Path = Path(".state/backends")
-    """Folder of the SQLite files (default: $MUSTER_STATE_DIR/backends, else .state/backends)."""
+    data_dir: Path = Path("/var/lib/muster/backends")
+    """Folder of the SQLite files (a volume in Kubernetes; the local stack keeps them under
+    .state/backends)."""
     faults: FaultSettings = FaultSettings()
     """Fault injection at start."""
     countries: list[str] = Field(default_factory=lambda: list(DEFAULT_COUNTRIES))
@@ -56,9 +51,3 @@ class BackendsSettings(HttpServiceSettings):
     """Stock put in place when the inventory database is new (JSON object SKU -> on hand)."""
     seed: int | None = None
     """Seed of the fault injection's random numbers (for reproducible runs)."""
-
-    def resolved_data_dir(self) -> Path:
-        """The data folder, honouring MUSTER_STATE_DIR when the default is kept."""
-        if self.data_dir == Path(".state/backends"):
-            return _default_data_dir()
-        return self.data_dir

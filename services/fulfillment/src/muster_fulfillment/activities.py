@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from muster_fulfillment.models import Address, ApprovalRequirement, OrderItem
-from muster_runtime.contracts import Money
+from muster_api.common import Money
+from muster_api.fulfillment import Address, OrderItem
+from muster_fulfillment.models import ApprovalRequirement
 
 tracer = trace.get_tracer("muster.fulfillment")
 

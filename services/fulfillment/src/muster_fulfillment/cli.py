@@ -18,7 +18,9 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from muster_fulfillment.models import (
+from muster_api.fulfillment import (
+    RESOLVE_UPDATE,
+    STATE_QUERY,
     TASK_QUEUE,
     WORKFLOW,
     FulfillmentInput,
@@ -27,15 +29,11 @@ from muster_fulfillment.models import (
     OrderState,
     ResolveInput,
     start_attributes,
+    workflow_id,
 )
 from muster_runtime.client import connect
 from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
 from muster_runtime.shutdown import exit_now
-
-
-def workflow_id(order_id: str) -> str:
-    """The workflow id of an order: one workflow per order id, ever."""
-    return f"order-{order_id}"
 
 
 def read_order(path: str) -> Order:
@@ -64,7 +62,7 @@ async def place(client: Client, order: Order, *, wait: bool) -> str:
 async def status(client: Client, order_id: str) -> str:
     """The order's current state (query)."""
     handle = client.get_workflow_handle(workflow_id(order_id))
-    state: OrderState = await handle.query("state", result_type=OrderState)
+    state: OrderState = await handle.query(STATE_QUERY, result_type=OrderState)
     return state.model_dump_json(indent=2)
 
 
@@ -118,7 +116,7 @@ async def run(args: argparse.Namespace, temporal: TemporalSettings) -> str:
         resolution = ResolveInput(action=args.action, operator=args.operator, note=args.note)
         state: OrderState = await client.get_workflow_handle(
             workflow_id(args.order_id)
-        ).execute_update("resolve", resolution, result_type=OrderState)
+        ).execute_update(RESOLVE_UPDATE, resolution, result_type=OrderState)
         return state.model_dump_json(indent=2)
     return await list_orders(client, args.query, args.limit)
 

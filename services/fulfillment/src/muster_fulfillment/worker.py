@@ -12,8 +12,8 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 from temporalio.client import Client
 
+from muster_api.fulfillment import TASK_QUEUE
 from muster_fulfillment.activities import Backends, FulfillmentActivities
-from muster_fulfillment.models import TASK_QUEUE
 from muster_fulfillment.workflows import OrderFulfillment
 from muster_runtime.service import WorkerDefinition, worker_main
 from muster_runtime.settings import WorkerServiceSettings, WorkerSettings

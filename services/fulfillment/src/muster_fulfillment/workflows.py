@@ -18,6 +18,22 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
+    from muster_api import approval as approval_api
+    from muster_api import search_attributes as sa
+    from muster_api.approval import ApprovalRequest, ApprovalResult
+    from muster_api.fulfillment import (
+        WORKFLOW,
+        AttentionInfo,
+        FulfillmentInput,
+        OrderResult,
+        OrderState,
+        OrderStatus,
+        Outcome,
+        Phase,
+        ResolveInput,
+        StepRecord,
+        approval_request_id,
+    )
     from muster_fulfillment.activities import (
         APPROVAL_REQUIRED,
         BUSINESS_FAILURES,
@@ -31,28 +47,8 @@ with workflow.unsafe.imports_passed_through():
         ShipResult,
         UndoInput,
     )
-    from muster_fulfillment.models import (
-        WORKFLOW,
-        ApprovalRequirement,
-        AttentionInfo,
-        FulfillmentInput,
-        OrderResult,
-        OrderState,
-        OrderStatus,
-        Outcome,
-        Phase,
-        ResolveInput,
-        StepRecord,
-        approval_request_id,
-    )
+    from muster_fulfillment.models import ApprovalRequirement
     from muster_fulfillment.saga import CompensationOutcome, Saga, run_shielded
-    from muster_runtime import search_attributes as sa
-    from muster_runtime.contracts import (
-        APPROVAL_WORKFLOW,
-        ApprovalRequest,
-        ApprovalResult,
-        approval_workflow_id,
-    )
 
 ENDED = {OrderStatus.FULFILLED, OrderStatus.COMPENSATED, OrderStatus.RESOLVED}
 
@@ -254,7 +250,7 @@ class OrderFulfillment:
         request_id = approval_request_id(order.order_id)
         self._record("approval", "do", "started", f"policy {policy}")
         result: ApprovalResult = await workflow.execute_child_workflow(
-            APPROVAL_WORKFLOW,
+            approval_api.WORKFLOW,
             ApprovalRequest(
                 request_id=request_id,
                 kind="order",
@@ -265,7 +261,7 @@ class OrderFulfillment:
                 subject=order.order_id,
                 context={"items": str(len(order.items)), "country": order.shipping_address.country},
             ),
-            id=approval_workflow_id(request_id),
+            id=approval_api.workflow_id(request_id),
             task_queue=self.options.approval_task_queue,
             result_type=ApprovalResult,
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,

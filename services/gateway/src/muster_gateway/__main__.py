@@ -1,9 +1,12 @@
-"""``python -m muster_gateway`` runs the gateway."""
+"""``python -m muster_gateway`` runs the gateway service."""
 
-from muster_gateway import SERVICE
 from muster_gateway.main import main
 from muster_runtime.shutdown import exit_now
-from muster_runtime.usage import handle_service_command_line
+from muster_runtime.usage import handle_command_line
 
-handle_service_command_line(SERVICE)
+handle_command_line(
+    "python -m muster_gateway",
+    "Muster gateway (HTTP API, approver page)",
+    "muster_gateway.settings:GatewaySettings",
+)
 exit_now(main())

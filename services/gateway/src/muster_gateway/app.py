@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from muster_approval.models import ApprovalState
-from muster_fulfillment.models import Order, OrderState, ResolveInput
+from muster_api.approval import ApprovalState
+from muster_api.fulfillment import Order, OrderState, ResolveInput
 from muster_gateway import web
 from muster_gateway.auth import Authenticator, Caller
 from muster_gateway.service import (

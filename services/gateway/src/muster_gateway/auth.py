@@ -76,7 +76,12 @@ class Authenticator:
     def __init__(self, settings: AuthSettings, session_key: bytes) -> None:
         self.settings = settings
         self.session_key = session_key
-        self._tokens = load_tokens(settings.tokens_file) if "tokens" in settings.mode else {}
+        self._tokens_file = settings.tokens_file if "tokens" in settings.mode else None
+        if "tokens" in settings.mode and self._tokens_file is None:
+            raise AuthConfigError(
+                f"MUSTER_GATEWAY_AUTH__MODE={settings.mode} needs MUSTER_GATEWAY_AUTH__TOKENS_FILE"
+            )
+        self._tokens = load_tokens(self._tokens_file) if self._tokens_file else {}
         self._tokens_stamp = self._stamp()
         try:
             self.trusted = [ipaddress.ip_network(c) for c in settings.trusted_proxies]
@@ -84,8 +89,10 @@ class Authenticator:
             raise AuthConfigError(f"MUSTER_GATEWAY_AUTH__TRUSTED_PROXIES: {exc}") from None
 
     def _stamp(self) -> int | None:
+        if self._tokens_file is None:
+            return None
         try:
-            return self.settings.tokens_file.stat().st_mtime_ns
+            return self._tokens_file.stat().st_mtime_ns
         except OSError:
             return None
 
@@ -93,14 +100,14 @@ class Authenticator:
     def tokens(self) -> dict[str, str]:
         """Hash -> user, re-read when the file changes (a Secret updated in place); a file
         that became unusable is reported and the tokens loaded before stay in force."""
-        if "tokens" not in self.settings.mode:
+        if self._tokens_file is None:
             return {}
         stamp = self._stamp()
         if stamp is not None and stamp != self._tokens_stamp:
             self._tokens_stamp = stamp
             try:
-                self._tokens = load_tokens(self.settings.tokens_file)
-                log.info("tokens file %s reloaded", self.settings.tokens_file)
+                self._tokens = load_tokens(self._tokens_file)
+                log.info("tokens file %s reloaded", self._tokens_file)
             except AuthConfigError as exc:
                 log.error("%s; keeping the tokens loaded before", exc)  # noqa: TRY400
         return self._tokens

@@ -26,16 +26,17 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from muster_approval.models import (
-    DECIDE_UPDATE,
+from muster_api import approval, fulfillment
+from muster_api import search_attributes as sa
+from muster_api.approval import (
     ApprovalRequest,
     ApprovalState,
     ApprovalStatus,
     Decision,
+    PolicySnapshot,
 )
-from muster_fulfillment.cli import workflow_id as order_workflow_id
-from muster_fulfillment.models import WORKFLOW as ORDER_WORKFLOW
-from muster_fulfillment.models import (
+from muster_api.common import Money
+from muster_api.fulfillment import (
     FulfillmentInput,
     Order,
     OrderState,
@@ -45,9 +46,7 @@ from muster_fulfillment.models import (
 )
 from muster_gateway.auth import Caller
 from muster_gateway.tracing import annotate
-from muster_runtime import search_attributes as sa
-from muster_runtime.contracts import APPROVAL_WORKFLOW, Money, approval_workflow_id
-from muster_runtime.policies import Directory, PolicySnapshot
+from muster_runtime.policies import Directory
 
 _SAFE = re.compile(r"^[A-Za-z0-9._@:+-]{1,256}$")
 
@@ -214,9 +213,9 @@ class Gateway:
         ]
         try:
             await self.client.start_workflow(
-                APPROVAL_WORKFLOW,
+                approval.WORKFLOW,
                 request,
-                id=approval_workflow_id(request_id),
+                id=approval.workflow_id(request_id),
                 task_queue=self.approvals_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(attributes),
@@ -224,7 +223,7 @@ class Gateway:
             )
             created = True
         except WorkflowAlreadyStartedError:
-            handle = self.client.get_workflow_handle(approval_workflow_id(request_id))
+            handle = self.client.get_workflow_handle(approval.workflow_id(request_id))
             memo = await (await handle.describe()).memo()
             if memo.get("fingerprint") != fingerprint:
                 raise GatewayError(
@@ -236,9 +235,11 @@ class Gateway:
         return await self._approval_state(request_id), created
 
     async def _approval_state(self, request_id: str) -> ApprovalState:
-        handle = self.client.get_workflow_handle(approval_workflow_id(request_id))
+        handle = self.client.get_workflow_handle(approval.workflow_id(request_id))
         try:
-            state: ApprovalState = await handle.query("state", result_type=ApprovalState)
+            state: ApprovalState = await handle.query(
+                approval.STATE_QUERY, result_type=ApprovalState
+            )
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise GatewayError(
@@ -324,14 +325,14 @@ class Gateway:
         """The caller approves or rejects; the workflow's validator decides if it counts."""
         await self._approval_state(request_id)  # 404 before anything else
         handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(
-            approval_workflow_id(request_id)
+            approval.workflow_id(request_id)
         )
         decision = Decision.model_validate(
             {"approver": caller.user, "verdict": verdict, "reason": reason, "via": via}
         )
         try:
             state: ApprovalState = await handle.execute_update(
-                DECIDE_UPDATE, decision, result_type=ApprovalState
+                approval.DECIDE_UPDATE, decision, result_type=ApprovalState
             )
         except WorkflowUpdateFailedError as exc:
             kind = getattr(exc.cause, "type", None) or ""
@@ -358,10 +359,10 @@ class Gateway:
         """Start the order's saga; the same key and order again returns the same order."""
         annotate(order_id=order.order_id)
         fingerprint = _fingerprint(order.model_dump(mode="json"))
-        workflow_id = order_workflow_id(order.order_id)
+        workflow_id = fulfillment.workflow_id(order.order_id)
         try:
             await self.client.start_workflow(
-                ORDER_WORKFLOW,
+                fulfillment.WORKFLOW,
                 FulfillmentInput(order=order),
                 id=workflow_id,
                 task_queue=self.orders_task_queue,
@@ -393,7 +394,7 @@ class Gateway:
     async def _order_state(
         self, caller: Caller, order_id: str, *, check: Literal["owner", "view", "none"]
     ) -> OrderState:
-        handle = self.client.get_workflow_handle(order_workflow_id(order_id))
+        handle = self.client.get_workflow_handle(fulfillment.workflow_id(order_id))
         try:
             description = await handle.describe()
         except RPCError as exc:
@@ -410,7 +411,7 @@ class Gateway:
                     403, "forbidden", "Not yours",
                     f"{caller.user} neither placed order {order_id} nor is asked to approve it",
                 )  # fmt: skip
-        state: OrderState = await handle.query("state", result_type=OrderState)
+        state: OrderState = await handle.query(fulfillment.STATE_QUERY, result_type=OrderState)
         return state
 
     async def get_order(self, caller: Caller, order_id: str) -> OrderState:
@@ -427,7 +428,7 @@ class Gateway:
     async def cancel_order(self, caller: Caller, order_id: str) -> OrderState:
         """Ask the saga to cancel (it compensates unless already shipped)."""
         state = await self._order_state(caller, order_id, check="owner")
-        handle = self.client.get_workflow_handle(order_workflow_id(order_id))
+        handle = self.client.get_workflow_handle(fulfillment.workflow_id(order_id))
         description = await handle.describe()
         if description.status != WorkflowExecutionStatus.RUNNING:
             raise GatewayError(
@@ -445,11 +446,11 @@ class Gateway:
                 f"resolving orders is for members of {self.admin_group!r}",
             )  # fmt: skip
         await self._order_state(caller, order_id, check="none")
-        handle = self.client.get_workflow_handle(order_workflow_id(order_id))
+        handle = self.client.get_workflow_handle(fulfillment.workflow_id(order_id))
         resolution = body.model_copy(update={"operator": caller.user})
         try:
             state: OrderState = await handle.execute_update(
-                "resolve", resolution, result_type=OrderState
+                fulfillment.RESOLVE_UPDATE, resolution, result_type=OrderState
             )
         except WorkflowUpdateFailedError as exc:
             raise GatewayError(

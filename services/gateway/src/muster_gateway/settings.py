@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from muster_api import approval, fulfillment
 from muster_runtime.http import ApiSettings, HttpServiceSettings
 
 
@@ -19,8 +20,9 @@ class AuthSettings(BaseModel):
     mode: Literal["tokens", "proxy", "tokens+proxy"] = "tokens"
     """tokens: bearer tokens checked against hashes; proxy: identity headers set by a
     trusted authenticating proxy (oauth2-proxy style); tokens+proxy: either."""
-    tokens_file: Path = Path("examples/gateway/tokens.yaml")
-    """YAML file mapping user id to 'sha256:<hex>' of their token (a Secret in Kubernetes)."""
+    tokens_file: Path | None = None
+    """YAML file mapping user id to 'sha256:<hex>' of their token (a Secret in Kubernetes);
+    required when the mode accepts tokens."""
     proxy_user_header: str = "X-Forwarded-User"
     """Header carrying the user id from the proxy."""
     proxy_groups_header: str = "X-Forwarded-Groups"
@@ -42,13 +44,26 @@ class GatewaySettings(HttpServiceSettings):
     """HTTP API and approver page."""
     auth: AuthSettings = AuthSettings()
     """Authentication."""
-    policies_dir: Path = Path("examples/policies")
-    """ApprovalPolicy files (to pick a policy when a request names none)."""
-    directory_file: Path = Path("examples/directory.yaml")
-    """Who is who (names, groups; members of 'muster-admins' see every request)."""
-    approvals_task_queue: str = "muster-approval"
+    policies_dir: Path
+    """Folder of ApprovalPolicy YAML files (to pick a policy when a request names none; the
+    operator publishes them to a ConfigMap in Kubernetes)."""
+    directory_file: Path
+    """YAML file of who is who: user ids, e-mail addresses, groups (members of
+    'muster-admins' see every request)."""
+    approvals_task_queue: str = approval.TASK_QUEUE
     """Task queue of the approval worker."""
-    orders_task_queue: str = "muster-fulfillment"
+    orders_task_queue: str = fulfillment.TASK_QUEUE
     """Task queue of the fulfillment worker."""
     admin_group: str = "muster-admins"
     """Group whose members may see and list every request and order."""
+
+    @model_validator(mode="after")
+    def _tokens_file_when_tokens(self) -> Self:
+        if "tokens" in self.auth.mode and self.auth.tokens_file is None:
+            raise ValueError(
+                "MUSTER_GATEWAY_AUTH__TOKENS_FILE is required when MUSTER_GATEWAY_AUTH__MODE "
+                f"is {self.auth.mode!r}: set it to a YAML file that maps each user id to "
+                "'sha256:<hex>' of their token (python -m muster_gateway.auth hashes one), "
+                "or use MUSTER_GATEWAY_AUTH__MODE=proxy behind an authenticating proxy"
+            )
+        return self

@@ -12,8 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from muster_approval.models import ApprovalState, ApprovalStatus
-from muster_fulfillment.models import OrderStatus
+from muster_api.approval import ApprovalState, ApprovalStatus
+from muster_api.fulfillment import OrderStatus
 from muster_gateway.auth import Authenticator, Caller
 from muster_gateway.service import Gateway, GatewayError
 

@@ -269,6 +269,21 @@ def env_var_name(settings_cls: type[BaseSettings], loc: tuple[int | str, ...]) -
     return prefix + delimiter.join(parts)
 
 
+def _field_help(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """The description of the field a location names (what to put in a missing variable)."""
+    info = None
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            return ""
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return ""
+        annotation = info.annotation
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        model = annotation if nested else None  # type: ignore[assignment]
+    return " ".join((info.description or "").split()) if info is not None else ""
+
+
 def _describe(settings_cls: type[BaseSettings], error: Any) -> str:
     loc: tuple[int | str, ...] = tuple(error.get("loc", ()))
     message = str(error.get("msg", "invalid"))
@@ -283,8 +298,8 @@ def _describe(settings_cls: type[BaseSettings], error: Any) -> str:
         if isinstance(value, (str, int, float)):
             shown = f"={value!r}"
     if error.get("type") == "missing":
-        message = "is required but not set"
-        return f"{name} {message}"
+        what = _field_help(settings_cls, loc)
+        return f"{name} is required but not set" + (f"; it takes: {what}" if what else "")
     return f"{name}{shown}: {message}"
 
 

@@ -1,9 +1,12 @@
 """``python -m muster_scheduling`` runs the scheduling worker."""
 
 from muster_runtime.shutdown import exit_now
-from muster_runtime.usage import handle_service_command_line
-from muster_scheduling import SERVICE
+from muster_runtime.usage import handle_command_line
 from muster_scheduling.worker import main
 
-handle_service_command_line(SERVICE)
+handle_command_line(
+    "python -m muster_scheduling",
+    "Muster scheduling worker (daily report, data sync, health check, reminders)",
+    "muster_scheduling.worker:SchedulingSettings",
+)
 exit_now(main())

@@ -19,17 +19,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from muster_runtime.contracts import APPROVAL_REMIND_SIGNAL, RemindRequest
-from muster_runtime.search_attributes import pending_approvals_query
-from muster_scheduling.models import (
-    CurrencyTotals,
-    DailyReport,
-    RemindersResult,
-    RemindRound,
-    ReportWindow,
-    ServiceHealth,
-    SyncBatch,
-)
+from muster_api.approval import REMIND_SIGNAL, RemindRequest
+from muster_api.scheduling import CurrencyTotals, DailyReport, RemindersResult, ServiceHealth
+from muster_api.search_attributes import pending_approvals_query
+from muster_scheduling.models import RemindRound, ReportWindow, SyncBatch
 
 WAREHOUSE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS stock_moves (
@@ -225,7 +218,7 @@ class SchedulingActivities:
         async for execution in self.client.list_workflows(pending_approvals_query(round_.policy)):
             activity.heartbeat(reminded)
             handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
-            await handle.signal(APPROVAL_REMIND_SIGNAL, RemindRequest(key=round_.key))
+            await handle.signal(REMIND_SIGNAL, RemindRequest(key=round_.key))
             reminded += 1
         return reminded
 

@@ -9,10 +9,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 from temporalio.client import Client
 
+from muster_api.scheduling import TASK_QUEUE
 from muster_runtime.service import WorkerDefinition, worker_main
 from muster_runtime.settings import WorkerServiceSettings, WorkerSettings
 from muster_scheduling.activities import SchedulingActivities
-from muster_scheduling.models import TASK_QUEUE
 from muster_scheduling.workflows import WORKFLOWS
 
 
@@ -25,10 +25,11 @@ class SchedulingSettings(WorkerServiceSettings):
     """Temporal worker."""
     backends_url: str = "http://127.0.0.1:8100"
     """Base URL of the backends (their /payment, /inventory ... paths)."""
-    reports_dir: Path = Path(".state/reports")
-    """Folder the daily reports are written to (one JSON file per business day)."""
-    warehouse: Path = Path(".state/warehouse.db")
-    """SQLite file the data sync copies inventory moves into."""
+    reports_dir: Path = Path("/var/lib/muster/scheduling/reports")
+    """Folder the daily reports are written to (one JSON file per business day; a volume in
+    Kubernetes)."""
+    warehouse: Path = Path("/var/lib/muster/scheduling/warehouse.db")
+    """SQLite file the data sync copies inventory moves into (on a volume in Kubernetes)."""
     http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     """Timeout of one backend call (an attempt; Temporal retries)."""
 

@@ -11,8 +11,11 @@ from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from muster_scheduling.activities import SchedulingActivities
-    from muster_scheduling.models import (
+    from muster_api.scheduling import (
+        APPROVAL_REMINDERS,
+        DAILY_REPORT,
+        DATA_SYNC,
+        HEALTH_CHECK,
         DailyReport,
         DailyReportInput,
         DataSyncInput,
@@ -21,9 +24,9 @@ with workflow.unsafe.imports_passed_through():
         HealthCheckResult,
         RemindersInput,
         RemindersResult,
-        RemindRound,
-        ReportWindow,
     )
+    from muster_scheduling.activities import SchedulingActivities
+    from muster_scheduling.models import RemindRound, ReportWindow
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 CALL_TIMEOUT = timedelta(minutes=2)
@@ -41,7 +44,7 @@ def run_key(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-@workflow.defn(name="DailyReport")
+@workflow.defn(name=DAILY_REPORT)
 class DailyReportWorkflow:
     """Yesterday's orders ledger (in the report's time zone), stored once per business day."""
 
@@ -62,7 +65,7 @@ class DailyReportWorkflow:
         )
 
 
-@workflow.defn(name="DataSync")
+@workflow.defn(name=DATA_SYNC)
 class DataSyncWorkflow:
     """Copy new inventory moves into the warehouse, batch by batch, from the watermark on."""
 
@@ -87,7 +90,7 @@ class DataSyncWorkflow:
         )
 
 
-@workflow.defn(name="HealthCheck")
+@workflow.defn(name=HEALTH_CHECK)
 class HealthCheckWorkflow:
     """Ask every backend; the run fails (visible in the schedule) when one is unhealthy."""
 
@@ -112,7 +115,7 @@ class HealthCheckWorkflow:
         return result
 
 
-@workflow.defn(name="ApprovalReminders")
+@workflow.defn(name=APPROVAL_REMINDERS)
 class ApprovalRemindersWorkflow:
     """One reminder round for a policy's pending requests (a policy's reminder schedule)."""
 

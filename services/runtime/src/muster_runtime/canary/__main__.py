@@ -1,9 +1,12 @@
 """``python -m muster_runtime.canary`` runs the canary worker."""
 
-from muster_runtime.canary import SERVICE
 from muster_runtime.canary.worker import main
 from muster_runtime.shutdown import exit_now
-from muster_runtime.usage import handle_service_command_line
+from muster_runtime.usage import handle_command_line
 
-handle_service_command_line(SERVICE)
+handle_command_line(
+    "python -m muster_runtime.canary",
+    "Muster canary worker (end-to-end ping)",
+    "muster_runtime.canary.worker:CanarySettings",
+)
 exit_now(main())

@@ -6,7 +6,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from muster_runtime import search_attributes as sa
+    from muster_api import search_attributes as sa
     from muster_runtime.canary.activities import CanaryActivities
     from muster_runtime.canary.models import EchoInput, PingInput, PingResult
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from muster_runtime.localstack.process import ManagedProcess
-from muster_runtime.localstack.temporal import find_tool
+from muster_dev.process import ManagedProcess
+from muster_dev.temporal import find_tool
 from muster_runtime.polling import wait_until
 
 

@@ -1,13 +1,11 @@
-"""The ``Schedule`` and ``ApprovalPolicy`` custom resources, as pydantic models.
+"""Muster's custom resources, ``muster.io/v1alpha1``: ``Schedule`` and ``ApprovalPolicy``.
 
-These models are the single source of truth: ``make generate`` turns them into the CRD YAML
-in ``charts/muster/files/crds`` (see :mod:`muster_operator.crdgen`), and the reconciler validates
-every resource with them before it touches Temporal. Cross-field rules exist twice on
-purpose: as pydantic validators (for ``muster apply`` without Kubernetes) and as CEL rules
+These pydantic models are the single source of truth: ``make generate`` turns them into the
+CRD YAML in ``charts/muster/files/crds`` (see :mod:`muster_operator.crdgen`), the operator
+validates every resource with them before it touches Temporal, and the approval worker and
+the gateway read published policies with them. Cross-field rules exist twice on purpose: as
+pydantic validators (for ``muster apply`` without Kubernetes) and as CEL rules
 (``x-kubernetes-validations``) that the API server enforces on ``kubectl apply``.
-
-``ApprovalPolicy``'s spec lives in :mod:`muster_runtime.policies`, because the approval
-worker and the gateway read published policies without depending on this package.
 """
 
 from __future__ import annotations
@@ -17,46 +15,92 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from muster_runtime.policies import (
-    API_VERSION,
-    ApprovalPolicy,
-    ApprovalPolicySpec,
-    Duration,
-    Metadata,
-    format_duration,
-)
-
-__all__ = [
-    "API_VERSION",
-    "GROUP",
-    "VERSION",
-    "ApprovalPolicy",
-    "ApprovalPolicySpec",
-    "CalendarSpec",
-    "Interval",
-    "Metadata",
-    "RetryPolicySpec",
-    "Schedule",
-    "SchedulePolicy",
-    "ScheduleSpec",
-    "TemporalTarget",
-    "WorkflowAction",
-    "format_duration",
-]
+from muster_api.common import Money
 
 GROUP = "muster.io"
 VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+REMINDERS_ANNOTATION = "muster.io/reminders"
+"""``schedule`` on a published policy: its reminder schedule sends reminders, not requests."""
 
-# One field of a calendar: "*", "5", "1-5", "*/15", "0-30/10", lists of those; months and
-# days of the week may also be named ("MON-FRI", "JAN,JUL").
-_NUMBER_ITEM = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?"
-_NAMED_ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
-CALENDAR_FIELD = rf"^{_NUMBER_ITEM}(,{_NUMBER_ITEM})*$"
-NAMED_CALENDAR_FIELD = rf"^{_NAMED_ITEM}(,{_NAMED_ITEM})*$"
-_CALENDAR_FIELD_RE = re.compile(NAMED_CALENDAR_FIELD)
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``7d``, ``72h``, ``1h30m``, ``90s`` (or a timedelta/seconds) to a positive timedelta."""
+    if isinstance(value, timedelta):
+        result = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = timedelta(seconds=value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if not match or not value.strip():
+            raise ValueError(f"{value!r} is not a duration like 7d, 72h, 1h30m or 90s")
+        parts = {k: int(v) for k, v in match.groupdict().items() if v}
+        result = timedelta(
+            days=parts.get("d", 0),
+            hours=parts.get("h", 0),
+            minutes=parts.get("m", 0),
+            seconds=parts.get("s", 0),
+        )
+    else:
+        # pydantic reports a ValueError as a validation error (a TypeError would escape).
+        raise ValueError(f"{value!r} is not a duration like 7d, 72h, 1h30m or 90s")  # noqa: TRY004
+    if result <= timedelta(0):
+        raise ValueError("must be longer than zero")
+    return result
+
+
+def format_duration(value: timedelta) -> str:
+    """The inverse of :func:`parse_duration` (``7d``, ``3d12h``)."""
+    seconds = int(value.total_seconds())
+    days, seconds = divmod(seconds, 86_400)
+    hours, seconds = divmod(seconds, 3_600)
+    minutes, seconds = divmod(seconds, 60)
+    text = "".join(
+        f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n
+    )
+    return text or "0s"
+
+
+DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    # What the CRD schema says (the API server checks it on kubectl apply).
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "minLength": 2,
+            "maxLength": 32,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.matches('[1-9]')",
+                    "message": "must be a duration longer than zero like 7d, 72h, 1h30m or 90s",
+                }
+            ],
+        }
+    ),
+]
+
 
 # Kubernetes object names a schedule id is made of, and Temporal's own id limits.
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
@@ -83,8 +127,20 @@ TIME_ZONE_RULE = (
 
 TimeZone = Annotated[
     str,
-    Field(min_length=1, max_length=64, json_schema_extra=_cel(TIME_ZONE_RULE)),
+    AfterValidator(_zone),
+    Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra=_cel(TIME_ZONE_RULE),
+        description="an IANA time zone (tz database name) like UTC or Europe/Berlin",
+    ),
 ]
+"""A time zone as the tz database names it; the API server checks it with CEL too."""
+
+OverlapPolicy = Literal[
+    "Skip", "BufferOne", "BufferAll", "CancelOther", "TerminateOther", "AllowAll"
+]
+"""What Temporal does when a run is due while another still runs."""
 
 
 class _Spec(BaseModel):
@@ -93,6 +149,187 @@ class _Spec(BaseModel):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
     )
+
+
+class ApproverSet(_Spec):
+    """People, by user id and by group."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.users) && size(self.users) > 0) || "
+                    "(has(self.groups) && size(self.groups) > 0)",
+                    "message": "name at least one user or group",
+                }
+            ]
+        }
+    )
+
+    users: list[str] = Field(default_factory=list)
+    groups: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _someone(self) -> Self:
+        if not self.users and not self.groups:
+            raise ValueError("name at least one user or group")
+        return self
+
+
+class Amount(_Spec):
+    """An amount in minor units (``amountMinor: 100000, currency: EUR`` is 1,000.00 EUR)."""
+
+    amount_minor: int = Field(ge=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+    def money(self) -> Money:
+        """As the Money every other contract uses."""
+        return Money(amount_minor=self.amount_minor, currency=self.currency)
+
+
+class AppliesTo(_Spec):
+    """Which requests a policy governs (used to pick a policy when none is named)."""
+
+    kinds: list[str] = Field(default_factory=list, description="request kinds; empty: any")
+    min_amount: Amount | None = Field(default=None, description="from this amount on")
+
+
+class EscalationStep(_Spec):
+    """When the current level times out: who else may decide, and for how long."""
+
+    to: ApproverSet
+    timeout: Duration
+    required_approvals: int | None = Field(default=None, ge=1)
+
+
+class Reminders(_Spec):
+    """Remind approvers who have not decided yet, on a cron cadence."""
+
+    cron: str = Field(
+        description="five-field cron expression, e.g. '0 9 * * 1-5'",
+        min_length=9,
+        max_length=200,
+        pattern=r"^\S+\s+\S+\s+\S+\s+\S+\s+\S+$",
+    )
+    time_zone: TimeZone = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        message = f"{value!r} is not a five-field cron expression like '0 9 * * 1-5'"
+        if len(value.split()) != 5:
+            raise ValueError(message)
+        try:
+            CronSim(value, datetime.now(UTC))
+        except CronSimError:
+            raise ValueError(message) from None
+        return value
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first reminder time strictly after ``moment`` (aware), in UTC."""
+        local = moment.astimezone(ZoneInfo(self.time_zone))
+        upcoming = next(iter(CronSim(self.cron, local)))
+        return upcoming.astimezone(UTC)
+
+
+class SecretRef(_Spec):
+    """A key of a Kubernetes Secret; workers read it from ``<secrets dir>/<name>/<key>``."""
+
+    name: str = Field(min_length=1)
+    key: str = Field(min_length=1)
+
+
+class EmailChannel(_Spec):
+    """E-mail to approvers (and the requester, about the outcome)."""
+
+    enabled: bool = True
+    notify_requester: bool = True
+
+
+class WebhookChannel(_Spec):
+    """A Slack-compatible JSON webhook; its URL is a secret."""
+
+    url_secret_ref: SecretRef
+
+
+class Notifications(_Spec):
+    """Where notifications go."""
+
+    email: EmailChannel | None = EmailChannel()
+    webhook: WebhookChannel | None = None
+
+
+class ApprovalPolicySpec(_Spec):
+    """Who may approve what, and what happens when nobody does."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.approvers.groups) && size(self.approvers.groups) > 0) || "
+                    "!has(self.requiredApprovals) || self.requiredApprovals <= "
+                    "(has(self.approvers.users) ? size(self.approvers.users) : 0)",
+                    "message": "requiredApprovals must not exceed the number of approvers "
+                    "named in approvers.users (or name a group)",
+                }
+            ]
+        }
+    )
+
+    applies_to: AppliesTo = AppliesTo()
+    approvers: ApproverSet
+    required_approvals: int = Field(default=1, ge=1, le=100)
+    allow_self_approval: bool = False
+    veto: Literal["AnyReject", "Quorum"] = Field(
+        default="AnyReject",
+        description="AnyReject: one rejection decides; Quorum: rejected once the quorum "
+        "can no longer be reached",
+    )
+    timeout: Duration = timedelta(days=7)
+    escalations: list[EscalationStep] = Field(default_factory=list, max_length=10)
+    on_timeout: Literal["Reject", "Approve"] = "Reject"
+    reminders: Reminders | None = None
+    notifications: Notifications = Notifications()
+
+    @model_validator(mode="after")
+    def _reachable_quorum(self) -> Self:
+        if not self.approvers.groups and self.required_approvals > len(self.approvers.users):
+            raise ValueError(
+                f"requiredApprovals is {self.required_approvals} but only "
+                f"{len(self.approvers.users)} approver(s) are named and no group"
+            )
+        return self
+
+
+class Metadata(BaseModel):
+    """The part of Kubernetes object metadata a policy uses."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    namespace: str = "default"
+    generation: int = 1
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class ApprovalPolicy(BaseModel):
+    """An ``ApprovalPolicy`` document."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: Literal["muster.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ApprovalPolicy"]
+    metadata: Metadata
+    spec: ApprovalPolicySpec
+
+
+# One field of a calendar: "*", "5", "1-5", "*/15", "0-30/10", lists of those; months and
+# days of the week may also be named ("MON-FRI", "JAN,JUL").
+_NUMBER_ITEM = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?"
+_NAMED_ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
+CALENDAR_FIELD = rf"^{_NUMBER_ITEM}(,{_NUMBER_ITEM})*$"
+NAMED_CALENDAR_FIELD = rf"^{_NAMED_ITEM}(,{_NAMED_ITEM})*$"
+_CALENDAR_FIELD_RE = re.compile(NAMED_CALENDAR_FIELD)
 
 
 class Interval(_Spec):
@@ -135,9 +372,9 @@ class CalendarSpec(_Spec):
 class SchedulePolicy(_Spec):
     """What happens when runs overlap, are missed, or fail."""
 
-    overlap: Literal[
-        "Skip", "BufferOne", "BufferAll", "CancelOther", "TerminateOther", "AllowAll"
-    ] = Field(default="Skip", description="what to do when a run is due while one still runs")
+    overlap: OverlapPolicy = Field(
+        default="Skip", description="what to do when a run is due while one still runs"
+    )
     catchup_window: Duration | None = Field(
         default=None,
         description="how far back missed runs are still taken after an outage (Temporal: 1y)",
@@ -239,11 +476,6 @@ class ScheduleSpec(_Spec):
     )
     temporal: TemporalTarget = TemporalTarget()
     note: str | None = Field(default=None, max_length=500, description="shown in Temporal")
-
-    @field_validator("time_zone")
-    @classmethod
-    def _time_zone(cls, value: str) -> str:
-        return _zone(value)
 
     @field_validator("cron")
     @classmethod

@@ -25,19 +25,6 @@ from pydantic_settings import SettingsConfigDict
 from muster_runtime.http import ApiSettings, HttpServiceSettings, http_main
 from muster_runtime.service import ServiceProcess, StartupError
 from muster_runtime.settings import Port, TemporalSettings
-from muster_runtime.spec import ServiceSpec
-
-SERVICE = ServiceSpec(
-    name="mailbox",
-    module="muster_approval.mailbox",
-    env_prefix="MUSTER_MAILBOX_",
-    description="local mailbox (SMTP in, messages listed over HTTP)",
-    settings="muster_approval.mailbox:MailboxSettings",
-    kind="http",
-    order=40,
-    ports=("api", "smtp"),
-    links=(("mailbox messages", "api", "/messages"),),
-)
 
 
 class SmtpListen(BaseModel):
@@ -145,7 +132,7 @@ async def build(
 
 
 def main() -> int:
-    """Entry point: ``python -m muster_approval.mailbox``."""
+    """Entry point: ``python -m muster_dev.mailbox``."""
     return http_main("mailbox", MailboxSettings, build, extra_checks=("smtp",))
 
 

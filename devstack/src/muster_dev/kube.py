@@ -39,8 +39,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from muster_runtime.localstack.process import ManagedProcess
-from muster_runtime.localstack.temporal import ToolMissing
+from muster_dev.process import ManagedProcess
+from muster_dev.temporal import ToolMissing
 from muster_runtime.polling import PollTimeout, wait_until
 
 log = logging.getLogger(__name__)
@@ -593,7 +593,7 @@ def control_plane(**options: Any) -> Iterator[KubeAccess]:
         yield plane.access
 
 
-# --- `make kube-up` / `python -m muster_runtime.localstack.kube` --------------------------
+# --- `make kube-up` / `python -m muster_dev.kube` --------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -658,7 +658,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m muster_runtime.localstack.kube``: see :func:`build_parser`."""
+    """``python -m muster_dev.kube``: see :func:`build_parser`."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return run(build_parser().parse_args(argv))
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from muster_runtime.localstack.process import ManagedProcess, tcp_ready
+from muster_dev.process import ManagedProcess, tcp_ready
 from muster_runtime.polling import wait_until
 
 

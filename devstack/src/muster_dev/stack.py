@@ -1,10 +1,10 @@
 """``muster up``: the embedded default stack on one machine.
 
 Starts the Temporal dev server (SQLite under the state folder, Web UI on), registers
-Muster's search attributes, then every service announced through the ``muster.services``
-entry points, waits until each reports ready, prints what runs where, restarts a service
-that dies, and on Ctrl-C (or SIGTERM) stops everything it started. A lock in the state
-folder makes a second ``muster up`` say that one is already running.
+Muster's search attributes, then every installed service of the table in
+:mod:`muster_dev.services`, waits until each reports ready, prints what runs where,
+restarts a service that dies, and on Ctrl-C (or SIGTERM) stops everything it started. A
+lock in the state folder makes a second ``muster up`` say that one is already running.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -30,13 +29,15 @@ from typing import IO, Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from muster_dev.kube import repo_root
+from muster_dev.process import ManagedProcess, port_in_use
+from muster_dev.prometheus import PrometheusConfig, PrometheusServer
+from muster_dev.services import SERVICES, Local, ServiceSpec, installed
+from muster_dev.temporal import DevServer, DevServerConfig
+from muster_runtime.canary.ping import ping_canary
 from muster_runtime.client import connect_with_retry
-from muster_runtime.localstack.process import ManagedProcess, port_in_use
-from muster_runtime.localstack.prometheus import PrometheusConfig, PrometheusServer
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
 from muster_runtime.search_attributes import SearchAttributeConflict, ensure_search_attributes
 from muster_runtime.settings import Port, TemporalSettings
-from muster_runtime.spec import ServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +101,19 @@ class StackSettings(BaseSettings):
 
 
 def discover_services() -> list[ServiceSpec]:
-    """Every service installed in this environment, in start-up order."""
-    specs: list[ServiceSpec] = []
-    for entry in entry_points(group="muster.services"):
-        spec = entry.load()
-        if not isinstance(spec, ServiceSpec):
-            raise StackError(f"entry point {entry.name} ({entry.value}) is not a ServiceSpec")
-        specs.append(spec)
-    return sorted(specs, key=lambda s: (s.order, s.name))
+    """Every service of the table whose package is installed here, in start-up order."""
+    return sorted((s for s in SERVICES if installed(s)), key=lambda s: (s.order, s.name))
+
+
+def checkout() -> Path:
+    """The repository the stack runs from: the example files live there."""
+    root = repo_root()
+    if root is None:
+        raise StackError(
+            "muster up runs from a Muster checkout (it reads examples/ there); "
+            f"{Path.cwd()} is not inside one"
+        )
+    return root
 
 
 @dataclass(frozen=True)
@@ -291,7 +297,7 @@ class LocalStack:
             env[f"{spec.env_prefix}{name.upper()}__HOST"] = "127.0.0.1"
             env[f"{spec.env_prefix}{name.upper()}__PORT"] = str(extra_port)
         if spec.env is not None:
-            env.update(spec.env(ports))
+            env.update(spec.env(Local(ports, checkout(), self.state_dir)))
         return env
 
     def launch(self, running: RunningService, env: dict[str, str]) -> None:
@@ -446,26 +452,6 @@ class LocalStack:
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
-async def ping_canary(temporal: TemporalSettings) -> str:
-    """Run one CanaryPing workflow through the stack and say how it went."""
-    from muster_runtime.canary import TASK_QUEUE  # noqa: PLC0415 - only when the canary runs
-    from muster_runtime.canary.models import PingInput, PingResult  # noqa: PLC0415
-    from muster_runtime.client import connect  # noqa: PLC0415
-
-    client = await connect(temporal, tracing=False)
-    started = time.monotonic()
-    result = await client.execute_workflow(
-        "CanaryPing",
-        PingInput(message="muster up"),
-        id=f"canary-up-{int(time.time() * 1000)}",
-        task_queue=TASK_QUEUE,
-        result_type=PingResult,
-        execution_timeout=timedelta(seconds=30),
-    )
-    elapsed = (time.monotonic() - started) * 1000
-    return f"canary ping answered by {result.handled_by} in {elapsed:.0f} ms"
-
-
 async def apply_schedules(folder: Path, temporal: TemporalSettings) -> list[str]:
     """``muster apply -f folder`` against the stack (the operator's reconcile core, in its
     own process); its output lines, or why nothing was applied."""
@@ -529,7 +515,7 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
         if not stop.is_set():
             if any(r.spec.name == "canary" for r in stack.services):
                 try:
-                    out(await asyncio.wait_for(ping_canary(temporal), timeout=60))
+                    out(await asyncio.wait_for(ping_canary(temporal, "muster up"), timeout=60))
                 except Exception as exc:
                     # The stack stays up so the UI and logs can show what is wrong.
                     out(f"WARNING: the canary ping failed ({exc!r}); see {stack.state_dir}/logs")
