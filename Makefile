@@ -84,6 +84,10 @@ test-unit: venv ## unit tier only (no servers)
 test-temporal: venv ## tests against the real Temporal dev server / time-skipping server
 	@$(PYTEST) tests/temporal $(PYTEST_ARGS)
 
+.PHONY: test-replay
+test-replay: venv ## committed workflow histories replay against the current code
+	@$(PYTEST) tests/replay $(PYTEST_ARGS)
+
 CHAOS_ORDERS ?= 2000
 CHAOS_KILLS ?= 6
 .PHONY: chaos

