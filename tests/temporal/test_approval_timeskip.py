@@ -1,6 +1,7 @@
 """The approval workflow over days and weeks, on Temporal's time-skipping test server:
 the 7-day timeout, escalation to managers for 3 more days, the on-timeout action,
-reminders on their cron cadence, quorum, vetoes, and the validator's refusals."""
+reminders on their cron cadence, quorum, vetoes, the validator's refusals, and who the state
+lists as approvers (the requester only when the policy lets them decide)."""
 
 from __future__ import annotations
 
@@ -234,7 +235,8 @@ async def test_refused_decisions_leave_no_history(
     env, where, task_queue = world
     name = where.write_policy(unique("p"), approvers="{users: [alice, bob]}")
     handle = await start(env, task_queue, policy_name=name, requester="alice")
-    await ready(handle)
+    asked = await ready(handle)
+    assert asked.approvers == ["bob"]  # alice is named, but may not decide her own request
     refusals = {
         "NotAnApprover": decide("dave"),
         "SelfApproval": decide("alice"),
@@ -257,6 +259,19 @@ async def test_refused_decisions_leave_no_history(
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
     ]  # fmt: skip
     assert len(accepted) == 1  # only bob's approval reached the history
+
+
+async def test_a_requester_allowed_to_decide_is_an_approver(
+    world: tuple[WorkflowEnvironment, Setup, str],
+) -> None:
+    env, where, task_queue = world
+    name = where.write_policy(unique("p"), approvers="{users: [alice, bob]}",
+                              allowSelfApproval="true")  # fmt: skip
+    handle = await start(env, task_queue, policy_name=name, requester="alice")
+    assert (await ready(handle)).approvers == ["alice", "bob"]
+    decided = await handle.execute_update(Approval.decide, decide("alice"))
+    assert decided.status == ApprovalStatus.APPROVED
+    assert (await handle.result()).decided_by == ["alice"]
 
 
 async def test_a_decision_cannot_be_changed(

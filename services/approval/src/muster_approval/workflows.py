@@ -1,13 +1,13 @@
 """The ``Approval`` workflow: a request waits for people, minutes or weeks, and never forever.
 
-Deterministic code only. The policy is loaded once and pinned (its hash is in the state
-and the result). Decisions arrive as the ``decide`` update, whose validator refuses what
-must not count (an unauthorised approver, self-approval, a second different decision, a
-reject without a reason, a request already decided) without writing history; the
-``submit_decision`` signal is accepted too, and an invalid one is recorded as ignored.
-Deadlines escalate along the policy's chain and end with ``onTimeout``; reminders follow
-the policy's cron cadence; notifications run beside the main flow and are awaited before
-the workflow completes.
+Orchestration only, deterministic: timers, activities, handlers, search attributes. What
+may count and what it adds up to are the rules in :mod:`muster_approval.rules`. The policy
+is loaded once and pinned (its hash is in the state and the result). Decisions arrive as
+the ``decide`` update, whose validator refuses what must not count without writing
+history; the ``submit_decision`` signal is accepted too, and an invalid one is recorded as
+ignored. Deadlines escalate along the policy's chain and end with ``onTimeout``; reminders
+follow the policy's cron cadence; notifications run beside the main flow and are awaited
+before the workflow completes.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         PolicySnapshot,
         RemindRequest,
     )
-    from muster_api.v1alpha1 import ApproverSet
+    from muster_approval import rules
     from muster_approval.activities import ApprovalActivities
     from muster_approval.models import LoadPolicyInput, NotifyInput, ReminderInput
 
@@ -58,6 +58,8 @@ class Approval:
         self.status = ApprovalStatus.PENDING
         self.level = 0
         self.required = 1
+        # Everyone the levels so far named (groups expanded), the requester included; who
+        # of them may decide is the rules' business (rules.eligible).
         self.approvers: list[str] = []
         self.decisions: list[DecisionRecord] = []
         self.audit: list[AuditEntry] = []
@@ -94,8 +96,8 @@ class Approval:
             status=self.status,
             level=self.level,
             required_approvals=self.required,
-            approvers=list(self.approvers),
-            approvals=self._approvals(),
+            approvers=rules.eligible(self._ballot()),
+            approvals=rules.approved_by(self.decisions),
             decisions=list(self.decisions),
             deadline=self.deadline,
             next_reminder=self.next_reminder,
@@ -163,9 +165,9 @@ class Approval:
             request_id=request.request_id,
             approved=self.status.approved,
             status=self.status.value,
-            decided_by=self._approvals()
+            decided_by=rules.approved_by(self.decisions)
             if self.status.approved
-            else [d.approver for d in self.decisions if d.verdict == "reject"],
+            else rules.rejected_by(self.decisions),
             reason=self.reason,
             policy=self.policy.name if self.policy else request.policy,
             policy_sha256=self.policy.sha256 if self.policy else None,
@@ -192,8 +194,10 @@ class Approval:
             self._log("muster", "rejected", mismatch)
             self._upsert()
             return
-        self.required = policy.spec.required_approvals
-        await self._enter_level(0, policy.spec.approvers, policy.spec.timeout, "approvers asked")
+        first = rules.level(policy.spec, 0)
+        assert first is not None
+        self.required = first.required
+        await self._enter_level(first, "approvers asked")
         while self.status == ApprovalStatus.PENDING:
             assert self.deadline is not None
             wake_at = self.deadline
@@ -216,29 +220,27 @@ class Approval:
                 else:
                     self._remind()
 
-    async def _enter_level(
-        self, level: int, who: ApproverSet, timeout: timedelta, event: str
-    ) -> None:
+    async def _enter_level(self, level: rules.Level, event: str) -> None:
         # The level's clock starts now, not when the directory lookup below returns.
         started = workflow.now()
         members: list[str] = await workflow.execute_local_activity_method(
             ApprovalActivities.resolve_approvers,
-            who,
+            level.approvers,
             start_to_close_timeout=LOOKUP_TIMEOUT,
             retry_policy=LOOKUP_RETRY,
         )
         # Earlier approvers keep their say; escalation adds people, it does not remove them.
         self.approvers = sorted(set(self.approvers) | set(members))
-        self.level = level
-        self.deadline = started + timeout
-        self._log("muster", event, f"level {level}: {', '.join(members) or 'nobody'}", at=started)
+        self.level = level.number
+        self.deadline = started + level.timeout
+        self._log(
+            "muster", event, f"level {level.number}: {', '.join(members) or 'nobody'}", at=started
+        )
         self._upsert()
-        waiting = [p for p in members if p not in self._decided_by()]
-        if not self._may_decide_own():
-            waiting = [p for p in waiting if p != self.request.requester]
-        verb = "asks for" if level == 0 else "escalated to you:"
+        waiting = rules.awaited(self._ballot(), among=members)
+        verb = "asks for" if level.number == 0 else "escalated to you:"
         self._notify(
-            "requested" if level == 0 else "escalated",
+            "requested" if level.number == 0 else "escalated",
             waiting,
             f"Approval needed: {self.request.title}",
             [
@@ -246,31 +248,27 @@ class Approval:
                 *self._summary(),
                 f"Decide before {self.deadline.isoformat(timespec='minutes')}.",
             ],
-            f"level-{level}",
+            f"level-{level.number}",
         )
 
     async def _deadline_passed(self) -> None:
         assert self.policy is not None
-        escalations = self.policy.spec.escalations
-        if self.level < len(escalations):
-            step = escalations[self.level]
-            if step.required_approvals is not None:
-                self.required = step.required_approvals
+        escalation = rules.level(self.policy.spec, self.level + 1)
+        if escalation is not None:
+            # The new quorum holds from now; the new people once the directory answered.
+            self.required = escalation.required
             self._escalations.add(1, {"policy": self.policy.name})
-            await self._enter_level(self.level + 1, step.to, step.timeout, "escalated")
+            await self._enter_level(escalation, "escalated")
             self._evaluate()
             return
-        if self.policy.spec.on_timeout == "Approve":
-            self.status = ApprovalStatus.APPROVED_ON_TIMEOUT
-        else:
-            self.status = ApprovalStatus.REJECTED_ON_TIMEOUT
-        self.reason = f"nobody decided in time; the policy says {self.policy.spec.on_timeout}"
-        self._log("muster", "timed out", self.reason)
+        ended = rules.on_timeout(self.policy.spec)
+        self.status, self.reason = ended.status, ended.reason
+        self._log("muster", "timed out", ended.reason or "")
         self._upsert()
 
     def _remind(self, key: str | None = None) -> None:
         self._reminders_sent += 1
-        waiting = self._waiting_for()
+        waiting = rules.awaited(self._ballot())
         self._log("muster", "reminder", ", ".join(waiting) or "nobody to remind")
         if waiting and self.deadline is not None:
             self._notify(
@@ -321,43 +319,31 @@ class Approval:
         """Whether the policy is pinned (or the request already ended without one)."""
         return self.deadline is not None or self.status != ApprovalStatus.PENDING
 
+    def _ballot(self) -> rules.Ballot:
+        """The request as the rules see it now."""
+        policy = self.policy
+        return rules.Ballot(
+            request_id=self.request.request_id,
+            requester=self.request.requester,
+            policy=policy.name if policy else self.request.policy,
+            allow_self_approval=policy is not None and policy.spec.allow_self_approval,
+            veto=policy.spec.veto if policy else "AnyReject",
+            status=self.status,
+            level=self.level,
+            required=self.required,
+            named=self.approvers,
+            decisions=self.decisions,
+            ready=policy is not None and self.deadline is not None,
+        )
+
     def _check(self, decision: Decision) -> None:
         """Refuse a decision that must not count; an identical repeat is fine."""
-        request_id = self.request.request_id
-        earlier = self._decision_of(decision.approver)
-        if earlier is not None and earlier.verdict == decision.verdict:
-            return  # a retry of a decision already counted, even if it decided the request
-        if self.status != ApprovalStatus.PENDING:
-            raise ApplicationError(
-                f"request {request_id} is already {self.status.value}", type="AlreadyDecided"
-            )
-        if self.policy is None or self.deadline is None:
-            raise ApplicationError(
-                f"request {request_id} is still starting; try again in a moment", type="NotReady"
-            )
-        if decision.approver not in self.approvers:
-            raise ApplicationError(
-                f"{decision.approver} may not decide request {request_id}: not an approver "
-                f"under policy {self.policy.name} at level {self.level}",
-                type="NotAnApprover",
-            )
-        if decision.approver == self.request.requester and not self._may_decide_own():
-            raise ApplicationError(
-                f"{decision.approver} requested {request_id} and policy {self.policy.name} "
-                "does not allow approving one's own request",
-                type="SelfApproval",
-            )
-        if decision.verdict == "reject" and not (decision.reason or "").strip():
-            raise ApplicationError("a rejection needs a reason", type="ReasonRequired")
-        if earlier is not None:
-            raise ApplicationError(
-                f"{decision.approver} already {earlier.verdict}d request {request_id}; "
-                "a decision cannot be changed",
-                type="DecisionChanged",
-            )
+        refused = rules.refusal(self._ballot(), decision)
+        if refused is not None:
+            raise ApplicationError(refused.message, type=refused.kind.value)
 
     def _apply(self, decision: Decision) -> None:
-        if self._decision_of(decision.approver) is not None:
+        if rules.decision_of(self.decisions, decision.approver) is not None:
             return  # the same decision again: nothing new to record
         self.decisions.append(
             DecisionRecord(
@@ -378,46 +364,14 @@ class Approval:
         self._upsert()
 
     def _evaluate(self) -> None:
-        assert self.policy is not None
         if self.status != ApprovalStatus.PENDING:
             return
-        rejections = [d for d in self.decisions if d.verdict == "reject"]
-        if rejections:
-            if self.policy.spec.veto == "AnyReject":
-                self.status = ApprovalStatus.REJECTED
-                self.reason = rejections[0].reason
-            else:
-                eligible = [p for p in self.approvers if p != self.request.requester
-                            or self._may_decide_own()]  # fmt: skip
-                still_possible = len(eligible) - len({d.approver for d in rejections})
-                if still_possible < self.required:
-                    self.status = ApprovalStatus.REJECTED
-                    self.reason = "; ".join(d.reason or "" for d in rejections)
-        if self.status == ApprovalStatus.PENDING and len(self._approvals()) >= self.required:
-            self.status = ApprovalStatus.APPROVED
-        if self.status != ApprovalStatus.PENDING:
+        settled = rules.outcome(self._ballot())
+        if settled.status != ApprovalStatus.PENDING:
+            self.status, self.reason = settled.status, settled.reason
             self._log("muster", self.status.value, self.reason or "")
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _may_decide_own(self) -> bool:
-        return self.policy is not None and self.policy.spec.allow_self_approval
-
-    def _decision_of(self, approver: str) -> DecisionRecord | None:
-        return next((d for d in self.decisions if d.approver == approver), None)
-
-    def _decided_by(self) -> set[str]:
-        return {d.approver for d in self.decisions}
-
-    def _approvals(self) -> list[str]:
-        return [d.approver for d in self.decisions if d.verdict == "approve"]
-
-    def _waiting_for(self) -> list[str]:
-        decided = self._decided_by()
-        return [
-            p for p in self.approvers
-            if p not in decided and (p != self.request.requester or self._may_decide_own())
-        ]  # fmt: skip
 
     def _summary(self) -> list[str]:
         request = self.request
@@ -483,7 +437,7 @@ class Approval:
             sa.REQUEST_KIND.value_set(request.kind),
             sa.POLICY.value_set(self.policy.name if self.policy else request.policy),
             sa.APPROVERS.value_set(
-                self._waiting_for() if self.status == ApprovalStatus.PENDING else []
+                rules.awaited(self._ballot()) if self.status == ApprovalStatus.PENDING else []
             ),
         ]
         if request.amount is not None:
