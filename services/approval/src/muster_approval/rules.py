@@ -212,7 +212,7 @@ def outcome(ballot: Ballot) -> Outcome:
         if still_possible < ballot.required:
             reason = "; ".join(d.reason or "" for d in rejections)
             return Outcome(ApprovalStatus.REJECTED, reason)
-    if len(approved_by(ballot.decisions)) >= ballot.required:
+    if len(set(approved_by(ballot.decisions))) >= ballot.required:
         return Outcome(ApprovalStatus.APPROVED)
     return Outcome(ApprovalStatus.PENDING)
 
