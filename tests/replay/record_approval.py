@@ -35,13 +35,13 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.testing import WorkflowEnvironment
 
-from muster_approval.models import DECIDE_SIGNAL, WORKFLOW, ApprovalResult, Decision
+from muster_api.approval import DECIDE_SIGNAL, WORKFLOW, ApprovalResult, Decision, RemindRequest
+from muster_api.approval import REMIND_SIGNAL as APPROVAL_REMIND_SIGNAL
+from muster_api.search_attributes import cli_types
 from muster_approval.workflows import Approval
+from muster_dev.process import free_port
+from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.client import connect
-from muster_runtime.contracts import APPROVAL_REMIND_SIGNAL, RemindRequest
-from muster_runtime.localstack.process import free_port
-from muster_runtime.localstack.temporal import DevServer, DevServerConfig
-from muster_runtime.search_attributes import cli_types
 from muster_runtime.settings import TemporalSettings
 from tests.approval_support import Setup, approval_worker, request, setup
 from tests.conftest import start_time_skipping_env

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
+from muster_api.approval import ApprovalStatus, Decision
+from muster_api.v1alpha1 import ApprovalPolicySpec, ApproverSet
 from muster_approval import rules
-from muster_approval.models import ApprovalStatus, Decision
 from muster_approval.rules import Ballot, RefusalKind
-from muster_runtime.policies import ApprovalPolicySpec, ApproverSet, Directory
+from muster_runtime.policies import Directory
 
 DIRECTORY = Directory.model_validate(
     yaml.safe_load(

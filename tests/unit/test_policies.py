@@ -1,4 +1,5 @@
-"""``muster_runtime.policies`` on its own: durations (parse, format, bad input), which
+"""The policy parts of ``muster_api.v1alpha1`` and ``muster_runtime.policies`` on their own:
+durations (parse, format, bad input), which
 requests a policy governs (``PolicySnapshot.applies``), policy files (the field an error
 names, duplicates), and the directory of people (load, members of users and groups, e-mail,
 and files that are missing, not YAML or not a directory)."""
@@ -12,18 +13,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from muster_runtime.contracts import Money
-from muster_runtime.policies import (
-    ApproverSet,
-    Directory,
-    Duration,
-    PolicyError,
-    PolicySnapshot,
-    format_duration,
-    load_policy_dir,
-    parse_duration,
-    parse_policies,
-)
+from muster_api.approval import PolicySnapshot
+from muster_api.common import Money
+from muster_api.v1alpha1 import ApproverSet, Duration, format_duration, parse_duration
+from muster_runtime.policies import Directory, PolicyError, load_policy_dir, parse_policies
 
 
 def table(*rows: tuple[Any, ...]) -> list[Any]:
