@@ -18,7 +18,7 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 UV_STAMP := $(BIN)/.uv-$(UV_VERSION)
 
-# uv uses the machine's Python 3.11 and never downloads interpreters.
+# uv uses the Python 3.11 that PYTHON names and never downloads interpreters.
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)

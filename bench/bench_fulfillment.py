@@ -10,9 +10,9 @@
 Prints throughput and p50/p99 end-to-end latency per variant and the (b)/(a) ratio; the
 target is (b) at 90% of (a) or better. Ratios are given twice: from the merged totals, and
 as the median of the ratios taken within each round. The second is the one the target is
-judged by: a shared 2-core machine changes speed from minute to minute, the variants of one
-round ran seconds apart on the same machine, and the merged totals weigh the slow minutes
-most.
+judged by: a host shared with other work changes speed from minute to minute, the variants
+of one round ran seconds apart under the same conditions, and the merged totals weigh the
+slow minutes most.
 
 Run: ``make bench`` or ``python -m bench.bench_fulfillment [--workflows N] [--rounds R]``.
 """

@@ -12,9 +12,10 @@ operator  N ``Schedule`` resources created at once through the real kube-apiserv
 Per resource, "apply → Ready" is the time from the API server accepting the create to a
 watch seeing Ready; "reconcile" is the operator's own handler time (its
 ``controller_runtime_reconcile_time_seconds`` histogram). Targets: all Ready within 1.5x of
-the direct calls' work (until Temporal is idle), p99 reconcile under 2 s. On two cores the
-dev server's own work for N creates overlaps the operator's run but not the direct calls,
-so "all Ready / direct calls returned" is printed too.
+the direct calls' work (until Temporal is idle), p99 reconcile under 2 s. When the dev
+server shares the cores with the operator and the API server, its own work for N creates
+overlaps the operator's run but not the direct calls, so "all Ready / direct calls returned"
+is printed too.
 
 Run: ``make bench`` or ``python -m bench.bench_operator [--schedules N]``.
 """
@@ -402,7 +403,10 @@ async def main_async(count: int) -> None:
             f"\noperator reconcile (handler histogram, {observed} reconciles): "
             f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (target p99 < 2000 ms)"
         )
-        print("\nCPU seconds used (2 cores shared by everything; each column until idle):")
+        print(
+            f"\nCPU seconds used ({os.cpu_count()} cores shared by everything; "
+            "each column until idle):"
+        )
         print(f"{'process':<26} {'direct+kube':>11} {'operator':>9}")
         for name in PROCESSES:
             print(

@@ -20,7 +20,7 @@ def compile_sources(*roots: Path) -> None:
     """Write bytecode for the sources the workers import.
 
     Temporal's sandbox re-imports a workflow's module for every new workflow run; without
-    a ``.pyc`` (``PYTHONDONTWRITEBYTECODE`` is set on some machines, and the workspace is
+    a ``.pyc`` (``PYTHONDONTWRITEBYTECODE`` is set in some environments, and the workspace is
     installed editable) that means compiling the source every time, which production
     images never do (they ship bytecode). Benchmarks should measure the latter.
     """
@@ -121,10 +121,10 @@ async def rotate(variants: list[tuple[str, Run]], rounds: int) -> Rotation:
     """Run every variant ``rounds`` times in rotated order; keep each round and the merge.
 
     A dev server slows down as its history grows, so whichever variant ran first would look
-    best; rotating the order (a b c, b c a, c a b, ...) spreads that drift evenly. A shared
-    machine also changes speed from minute to minute: variants of one round ran seconds
-    apart, so ratios taken within each round (:meth:`Rotation.paired_ratios`) see the same
-    machine, where the merged totals weigh the slow minutes most.
+    best; rotating the order (a b c, b c a, c a b, ...) spreads that drift evenly. A host
+    shared with other work also changes speed from minute to minute: variants of one round
+    ran seconds apart, so ratios taken within each round (:meth:`Rotation.paired_ratios`) see
+    the same conditions, where the merged totals weigh the slow minutes most.
     """
     merged: dict[str, Result] = {}
     per_round: list[dict[str, Result]] = []

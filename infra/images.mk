@@ -1,7 +1,7 @@
 # Container images (buildah, no daemon) and the tools the chart tests validate against.
 #
 #   make images                      build every image with the public base (needs registry access)
-#   make images IMAGE_BASE=local     build on a Debian bookworm base made here with debootstrap
+#   make images IMAGE_BASE=local     build on a Debian bookworm base made locally with debootstrap
 #   make image-base                  just that local base image
 #   make image-tools                 install buildah and debootstrap (Debian packages) if missing
 #   make chart-tools                 skaffold's JSON schema, the Prometheus Operator CRDs,

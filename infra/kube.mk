@@ -11,10 +11,10 @@
 # bump (or a deleted binary) rebuilds exactly what changed and nothing else.
 #
 # Go environment, set explicitly for every go command here:
-#   GOSUMDB=off      the checksum database is not reachable on these machines; kubeplane's
-#                    committed go.sum still pins every module hash, and helm's own go.sum
-#                    pins its dependencies
-#   GOTOOLCHAIN=local  never download a Go toolchain: use the machine's (Go >= the go.mod line)
+#   GOSUMDB=off      integrity comes from the committed go.sum files instead of the checksum
+#                    database: kubeplane's go.sum pins every module hash, and helm's own go.sum
+#                    pins its dependencies, so only the Go module proxy needs to be reachable
+#   GOTOOLCHAIN=local  never download a Go toolchain: use the installed one (Go >= the go.mod line)
 #   GOFLAGS=-mod=readonly -buildvcs=false, CGO_ENABLED=0 (static binaries), GOWORK=off
 
 BIN ?= $(CURDIR)/bin

@@ -2,7 +2,7 @@
 # Re-pins go.mod beside this script to one Kubernetes release (run it as `make kube-pin
 # KUBE_VERSION=X.Y.Z`): k8s.io/kubernetes vX.Y.Z, every k8s.io/* staging module that release
 # requires as v0.0.0 replaced by v0.Y.Z, and etcd's server at the version of the etcd client
-# that release was tested with. Needs the machine's Go toolchain and the Go module proxy.
+# that release was tested with. Needs a local Go toolchain and the Go module proxy.
 set -euo pipefail
 
 version=${1:?usage: pin.sh KUBE_VERSION (for example 1.37.2)}

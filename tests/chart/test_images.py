@@ -1,4 +1,4 @@
-"""Every Muster image really builds here with buildah (no daemon, vfs storage, chroot
+"""Every Muster image really builds with buildah (no daemon, vfs storage, chroot
 isolation, the host's CA bundle mounted read-only for PyPI) on a Debian bookworm base made
 with debootstrap, from the one Dockerfile with its service's build arguments; each runs as a
 numeric non-root user that cannot write outside /tmp, its entrypoint starts (``--help``),
@@ -28,7 +28,7 @@ from tests.helpers import http_get
 pytestmark = [pytest.mark.chart, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 if os.geteuid() != 0:  # pragma: no cover - CI runs as root
-    pytest.skip("buildah with vfs storage needs root here", allow_module_level=True)
+    pytest.skip("buildah with vfs storage needs root", allow_module_level=True)
 
 MODULES = {component: spec.module for component, spec in COMPONENTS.items()}
 ENTRYPOINT = ["/opt/muster/bin/muster-service"]

@@ -1,4 +1,4 @@
-"""helm built into ./bin works: ``helm lint`` passes a small chart made here and fails a
+"""helm built into ./bin works: ``helm lint`` passes a small chart the test writes and fails a
 broken one, ``helm template`` renders values into manifests, and the rendered manifests
 pass the real API server's validation (``kubectl apply --dry-run=server``)."""
 

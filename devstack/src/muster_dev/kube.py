@@ -1,4 +1,4 @@
-"""A real Kubernetes control plane on this machine: etcd and kube-apiserver as child processes.
+"""A real Kubernetes control plane as local processes: etcd and kube-apiserver as children.
 
 Set up the way controller-runtime's envtest does it: secure serving with a throw-away CA
 made at start, an admin client certificate in ``system:masters``, RBAC authorization,

@@ -1,7 +1,7 @@
 // Command kube-apiserver is the upstream Kubernetes API server, built from
 // k8s.io/kubernetes as a library so that Muster can run a real control plane
-// (see services/runtime/src/muster_runtime/localstack/kube.py) without Docker
-// or any download besides the Go module proxy.
+// (see devstack/src/muster_dev/kube.py) without a container engine or any
+// download besides the Go module proxy.
 package main
 
 import (

@@ -1,4 +1,4 @@
-"""Muster's shared runtime: settings, Temporal client, telemetry, metrics, health, local stack."""
+"""Muster's shared runtime: settings, Temporal client, telemetry, metrics, health, canary."""
 
 from importlib.metadata import PackageNotFoundError, version
 
