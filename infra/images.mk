@@ -5,8 +5,10 @@
 #   make image-base                  just that local base image
 #   make image-tools                 install buildah and debootstrap (Debian packages) if missing
 #   make chart-tools                 skaffold's JSON schema, the Prometheus Operator CRDs,
-#                                    kind-config-check and otelcol-muster (an OpenTelemetry
-#                                    Collector), from the Go module proxy into ./bin
+#                                    kind-config-check, otelcol-muster (an OpenTelemetry
+#                                    Collector), grafana-dashboard-check and the panel types
+#                                    and units of the Grafana Foundation SDK, from the Go
+#                                    module proxy into ./bin
 #   make test-chart                  the chart and image tests (tests/chart)
 #
 # Images live in buildah's vfs storage under .cache/containers (git-ignored); see them with
@@ -35,6 +37,13 @@ KIND_CHECK := $(BIN)/kind-config-check
 KINDCHECK_DIR := $(CURDIR)/infra/kindcheck
 OTELCOL := $(BIN)/otelcol-muster
 OTELCHECK_DIR := $(CURDIR)/infra/otelcheck
+DASHCHECK := $(BIN)/grafana-dashboard-check
+DASHCHECK_DIR := $(CURDIR)/infra/dashcheck
+# infra/dashcheck/go.mod is the one place the Grafana Foundation SDK's version is pinned.
+GRAFANA_SDK_MODULE := github.com/grafana/grafana-foundation-sdk/go
+GRAFANA_SDK_VERSION := $(shell awk '$$1 == "$(GRAFANA_SDK_MODULE)" { print $$2; exit }' \
+	$(DASHCHECK_DIR)/go.mod)
+GRAFANA_VOCABULARY := $(SCHEMAS)/grafana-foundation-sdk-$(GRAFANA_SDK_VERSION)
 
 .PHONY: image-tools
 image-tools: ## install buildah and debootstrap (Debian packages) when missing
@@ -115,8 +124,39 @@ $(OTELCOL): $(OTELCHECK_DIR)/main.go $(OTELCHECK_DIR)/go.mod $(OTELCHECK_DIR)/go
 	@cd $(OTELCHECK_DIR) && $(KUBE_GOENV) $(GO) build -trimpath -ldflags '-s -w' -o $@ . \
 		|| $(call kube_proxy_error,go.opentelemetry.io/collector)
 
+# Grafana dashboards decoded strictly with the Grafana Foundation SDK's types, and their
+# PromQL parsed with Prometheus' parser (versions in infra/dashcheck/go.mod).
+$(DASHCHECK): $(wildcard $(DASHCHECK_DIR)/*.go) $(DASHCHECK_DIR)/go.mod $(DASHCHECK_DIR)/go.sum
+	@$(kube_check_go)
+	@echo "building grafana-dashboard-check (Grafana Foundation SDK $(GRAFANA_SDK_VERSION)) into $(BIN)"
+	@cd $(DASHCHECK_DIR) && $(KUBE_GOENV) $(GO) build -trimpath -ldflags '-s -w' -o $@ . \
+		|| $(call kube_proxy_error,$(GRAFANA_SDK_MODULE))
+
+# The panel types and units Grafana ships, as the same SDK module lists them: the Identifier
+# of every panel plugin's PanelcfgConfig, and every constant of its units package.
+$(GRAFANA_VOCABULARY)/.done: $(DASHCHECK_DIR)/go.mod
+	@$(kube_check_go)
+	@echo "listing Grafana's panel types and units (Foundation SDK $(GRAFANA_SDK_VERSION))"
+	@mkdir -p $(GRAFANA_VOCABULARY)
+	@dir=$(call fetch_module_dir,$(GRAFANA_SDK_MODULE)@$(GRAFANA_SDK_VERSION)); \
+		[ -n "$$dir" ] || $(call kube_proxy_error,$(GRAFANA_SDK_MODULE) $(GRAFANA_SDK_VERSION)); \
+		{ echo "# Identifier of every PanelcfgConfig in $(GRAFANA_SDK_MODULE)@$(GRAFANA_SDK_VERSION)"; \
+		  grep -l 'variants.PanelcfgConfig' "$$dir"/*/types_gen.go | sort | xargs \
+			sed -n 's/^[[:space:]]*Identifier:[[:space:]]*"\(.*\)",$$/\1/p'; } \
+			> $(GRAFANA_VOCABULARY)/panel-types.txt; \
+		{ echo "# Every constant of $(GRAFANA_SDK_MODULE)@$(GRAFANA_SDK_VERSION)/units"; \
+		  sed -n 's/^const [A-Za-z0-9_]* = "\(.*\)"$$/\1/p' "$$dir/units/types_gen.go" | sort -u; } \
+			> $(GRAFANA_VOCABULARY)/units.txt
+	@test "$$(grep -vc '^#' $(GRAFANA_VOCABULARY)/panel-types.txt)" -gt 10 && \
+		test "$$(grep -vc '^#' $(GRAFANA_VOCABULARY)/units.txt)" -gt 100 || { \
+		echo "make: the Foundation SDK's panel types or units could not be read; its layout changed" >&2; exit 1; }
+	@touch $@
+
+.PHONY: dashboard-check
+dashboard-check: $(DASHCHECK) $(GRAFANA_VOCABULARY)/.done ## grafana-dashboard-check and Grafana's panel types and units
+
 .PHONY: chart-tools
-chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(KIND_CHECK) $(OTELCOL) ## schemas and checkers the chart tests use
+chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(KIND_CHECK) $(OTELCOL) $(DASHCHECK) $(GRAFANA_VOCABULARY)/.done ## schemas and checkers the chart tests use
 
 .PHONY: test-chart
 test-chart: venv kube-tools prometheus chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)
