@@ -140,9 +140,10 @@ fmt: venv ## format and auto-fix
 	@$(VENV)/bin/ruff check --fix .
 
 .PHONY: generate
-generate: venv ## regenerate committed generated files (configuration reference, CRDs)
+generate: venv ## regenerate committed generated files (configuration reference, CRDs, dashboards)
 	@$(PY) -m muster_dev.docgen docs/configuration.md
 	@$(PY) -m muster_operator.crdgen charts/muster/files/crds
+	@$(PY) -m muster_dev.dashgen charts/muster/dashboards
 
 .PHONY: verify
 verify: venv ## fail if uv.lock or a generated file is out of date
@@ -150,6 +151,7 @@ verify: venv ## fail if uv.lock or a generated file is out of date
 		echo "uv.lock is out of date with the pyproject files; run 'make lock'" >&2; exit 1; }
 	@$(PY) -m muster_dev.docgen --check docs/configuration.md
 	@$(PY) -m muster_operator.crdgen --check charts/muster/files/crds
+	@$(PY) -m muster_dev.dashgen --check charts/muster/dashboards
 
 .PHONY: bench
 bench: venv ## benchmarks that print comparison tables
