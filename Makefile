@@ -96,7 +96,7 @@ chaos: venv ## the order chaos run, bigger: make chaos CHAOS_ORDERS=2000 CHAOS_K
 		$(PYTEST) tests/temporal/test_fulfillment_chaos.py -s $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: venv browser ## the local stack as a user runs it, and the approver page in Chromium
+test-e2e: venv browser prometheus dashboard-check ## the local stack as a user runs it, and the approver page in Chromium
 	@$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # Debian packages the tests need, installed with apt-get as root or with password-less sudo:

@@ -152,7 +152,7 @@ kube-up: kube-tools $(KUBE_VENV_TARGET) ## run kube-apiserver + etcd in the fore
 	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTHON) -m muster_dev.kube $(KUBE_UP_ARGS)
 
 .PHONY: test-kube
-test-kube: kube-tools $(KUBE_VENV_TARGET) ## tests against a real kube-apiserver + etcd (tests/kube)
+test-kube: kube-tools $(KUBE_VENV_TARGET) dashboard-check ## tests against a real kube-apiserver + etcd (tests/kube)
 	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTEST) tests/kube $(PYTEST_ARGS)
 
 .PHONY: kube-clean

@@ -1,17 +1,23 @@
 """Observability proven on the running local stack: ``muster up --prometheus-port`` scrapes
 every service with a real Prometheus (Debian's package) that evaluates the chart's alert
-rules. Orders (one of them declined and compensated), an approval and a scheduled run go
-through the stack; then every dashboard query and every alert expression must parse, every
-panel on a path the local stack exercises must return data, and an approval that runs out of
-time fires MusterApprovalsExpired."""
+rules. Orders (one declined and compensated, one parked for a person because its
+compensation kept failing), an approval, a request that escalates and expires, scheduled
+runs (one failing), a workflow type no worker knows and a read of an unknown order go
+through the stack. Then every dashboard query and every alert expression must parse, every
+panel on a path the local stack exercises must return data, every metric and label the
+dashboards read must be one the services' ``/metrics`` really expose (so a renamed metric
+fails here; the operator's are checked in tests/kube), and the expired request fires
+MusterApprovalsExpired."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,18 @@ import pytest
 import yaml
 
 from muster_dev.prometheus import instant_query
-from tests.dashboards import panel_queries
+from tests.dashboards import (
+    FIXTURES,
+    OPERATOR_METRICS,
+    OPERATOR_PREFIXES,
+    Catalogue,
+    catalogue,
+    load,
+    metrics_used,
+    operator_only,
+    panel_queries,
+    unknown_metrics,
+)
 from tests.helpers import REPO, free_port, free_port_block, wait_until
 
 pytestmark = pytest.mark.timeout(420)
@@ -31,15 +48,12 @@ TEMPORAL = Path(sys.executable).parent / "temporal"
 SHOP = {"Authorization": "Bearer shop-demo-token"}
 ALICE = {"Authorization": "Bearer alice-demo-token"}
 DAVE = {"Authorization": "Bearer dave-demo-token"}
+CAROL = {"Authorization": "Bearer carol-demo-token"}  # muster-admins: sees every order
 
-# Metrics only the operator (which needs Kubernetes) produces: not on the local stack.
-OPERATOR_ONLY = ("controller_runtime_", "muster_operator_", "muster_approvals_pending",
-                 "muster_task_queue_pollers", "workqueue_")  # fmt: skip
-# Paths the run below does not take: failures that need broken workers or backends,
-# escalations and timeouts of other policies, Temporal request failures.
-NOT_EXERCISED = ("_failed", "_failure", "attention_events", "escalations", "sticky_cache_miss",
-                 "on_timeout", "1 - muster_ready")  # fmt: skip
+# Panels that read what only the operator (which needs Kubernetes) exposes.
+OPERATOR_ONLY = (*OPERATOR_PREFIXES, *OPERATOR_METRICS)
 
+# Requests of this policy escalate to carol after two seconds and expire two seconds later.
 FAST_POLICY = {
     "apiVersion": "muster.io/v1alpha1",
     "kind": "ApprovalPolicy",
@@ -49,9 +63,11 @@ FAST_POLICY = {
         "approvers": {"users": ["alice"]},
         "requiredApprovals": 1,
         "timeout": "2s",
+        "escalations": [{"to": {"users": ["carol"]}, "timeout": "2s"}],
         "onTimeout": "Reject",
     },
 }
+SCHEDULING_QUEUE = "muster-scheduling"
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +87,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "--prometheus-port", str(prometheus_port),
     ]  # fmt: skip
     output = work / "up.out"
+    # One cached workflow on the approval worker: a decision on a request that another one
+    # pushed out of the cache replays its history (the sticky cache miss the dashboards show).
+    env = {**os.environ, "MUSTER_APPROVAL_WORKER__MAX_CACHED_WORKFLOWS": "1"}
     with output.open("wb") as sink:
         up = subprocess.Popen(args, cwd=work, stdout=sink, stderr=subprocess.STDOUT,
-                              start_new_session=True)  # fmt: skip
+                              start_new_session=True, env=env)  # fmt: skip
     try:
 
         def ready() -> bool:
@@ -85,6 +104,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         assert f"prometheus: http://127.0.0.1:{prometheus_port} scrapes" in text, text
         info = json.loads((state / "muster-up.json").read_text())
         info["work"] = work
+        info["started"] = time.time()
         yield info
     finally:
         up.send_signal(signal.SIGINT)
@@ -95,10 +115,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             up.wait()
 
 
+def temporal(info: dict[str, Any], *args: str, check: bool = True) -> str:
+    """One ``temporal`` CLI command against the stack's Temporal; its output."""
+    done = subprocess.run([str(TEMPORAL), *args, "--address", info["temporal"]["address"]],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0 or not check, done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
 def drive(info: dict[str, Any]) -> None:
-    """Orders (fulfilled and declined), a large order approved, a request left to expire,
-    and a triggered scheduled run."""
+    """Orders (fulfilled, declined, parked for a person), a large order approved, a request
+    left to escalate and expire, scheduled runs (one failing), a workflow type no worker
+    knows, and a read of an order that does not exist."""
     gateway = info["services"]["gateway"]["api_url"]
+    backends = info["services"]["backends"]["api_url"]
     basic = json.loads((REPO / "examples/orders/basic.json").read_text())
     large = json.loads((REPO / "examples/orders/large.json").read_text())
     with httpx.Client(base_url=gateway, timeout=30) as http:
@@ -118,24 +148,55 @@ def drive(info: dict[str, Any]) -> None:
             return bool(state["status"] == "awaiting_approval")
 
         wait_until(waiting_for_approval, what="the large order to wait for finance", timeout=60)
-        approved = http.post("/v1/approvals/order-obs-large/approve", headers=ALICE)
-        assert approved.status_code == 200, approved.text
+        # The drill request takes the approval worker's one cache slot from the large order's
+        # request, so alice's decision below finds that request out of the cache.
         drill = {"kind": "expiry-drill", "title": "Nobody will answer"}
         expiring = http.post("/v1/approvals", headers=DAVE, json=drill)
         assert expiring.status_code == 201, expiring.text
+        approved = http.post("/v1/approvals/order-obs-large/approve", headers=ALICE)
+        assert approved.status_code == 200, approved.text
+        # Reading an order nobody placed: the gateway's call to Temporal fails (not found).
+        assert http.get("/v1/orders/obs-nowhere", headers=SHOP).status_code == 404
+
+        # A declined order whose stock cannot be released: its one compensation attempt
+        # fails, and the order is parked for a person.
+        fault = {"error_rate": 1.0, "paths": ["/inventory/reservations/release"]}
+        assert httpx.put(f"{backends}/admin/faults/inventory", json=fault).status_code == 200
+        parked = {
+            "order": {**basic, "order_id": "obs-parked", "payment_token": "tok_declined"},
+            "options": {"compensation_max_attempts": 1, "retry_initial_seconds": 0.1},
+        }
+        temporal(info, "workflow", "start", "--type", "OrderFulfillment",
+                 "--task-queue", "muster-fulfillment", "--workflow-id", "order-obs-parked",
+                 "--input", json.dumps(parked))  # fmt: skip
         expected = {"obs-ok-1": "fulfilled", "obs-ok-2": "fulfilled",
-                    "obs-declined": "compensated", "obs-large": "fulfilled"}  # fmt: skip
+                    "obs-declined": "compensated", "obs-large": "fulfilled",
+                    "obs-parked": "needs_attention"}  # fmt: skip
 
         def ended() -> bool:
-            return all(http.get(f"/v1/orders/{o}", headers=SHOP).json()["status"] == s
+            return all(http.get(f"/v1/orders/{o}", headers=CAROL).json()["status"] == s
                        for o, s in expected.items())  # fmt: skip
 
         wait_until(ended, what="every order to end as expected", timeout=120, interval=0.5)
-    subprocess.run(
-        [str(TEMPORAL), "schedule", "trigger", "--schedule-id", "default.health-check",
-         "--address", info["temporal"]["address"]],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        assert httpx.put(f"{backends}/admin/faults/inventory", json={}).status_code == 200
+
+    temporal(info, "schedule", "trigger", "--schedule-id", "default.health-check")
+    # A health check of a service that does not exist: the scheduled workflow fails.
+    failed = temporal(info, "workflow", "execute", "--type", "HealthCheck",
+                      "--task-queue", SCHEDULING_QUEUE, "--workflow-id", "obs-health-unknown",
+                      "--input", json.dumps({"services": ["warehouse"]}), check=False)  # fmt: skip
+    assert "unhealthy: warehouse" in failed, failed
+    # A workflow type no worker registered: its workflow tasks fail until it is terminated.
+    temporal(info, "workflow", "start", "--type", "NoSuchWorkflow", "--task-queue",
+             SCHEDULING_QUEUE, "--workflow-id", "obs-unknown-type")  # fmt: skip
+
+
+def scrape(info: dict[str, Any]) -> Catalogue:
+    """Metric names and label names of every running service's ``/metrics``."""
+    found: Catalogue = {}
+    for service in info["services"].values():
+        catalogue(httpx.get(f"{service['url']}/metrics", timeout=10).text, found)
+    return found
 
 
 def test_dashboards_and_alerts_against_the_running_stack(stack: dict[str, Any]) -> None:
@@ -153,13 +214,37 @@ def test_dashboards_and_alerts_against_the_running_stack(stack: dict[str, Any]) 
     wait_until(all_up, what="every service a healthy scrape target", timeout=60, interval=1)
     drive(stack)
 
+    # Every metric the dashboards read (but the operator's) is on some service's /metrics,
+    # with the labels the queries and legends rely on.
+    dashboards = load()
+    wanted = {m for m in metrics_used(dashboards) if not operator_only(m)}
+    emitted: Catalogue = {}
+
+    def all_emitted() -> bool:
+        emitted.clear()
+        emitted.update(scrape(stack))
+        return wanted <= emitted.keys()
+
+    try:
+        wait_until(all_emitted, what="every dashboard metric on /metrics", timeout=90, interval=2)
+    except TimeoutError:
+        pytest.fail(f"no service exposes {', '.join(sorted(wanted - emitted.keys()))}")
+    not_operator = lambda metric: not operator_only(metric)  # noqa: E731
+    assert unknown_metrics(dashboards, emitted, only=not_operator) == []
+    # A renamed metric, a label no series has, a legend label the query drops: all caught.
+    renamed = load(FIXTURES)
+    findings = unknown_metrics({"renamed-metric.json": renamed["renamed-metric.json"]}, emitted)
+    assert len(findings) == 3, findings
+    assert "metric muster_orders_complete is not exposed by any service" in findings[0]
+    assert "label 'result' (by) is on no series of muster_orders_completed" in findings[1]
+    assert "the legend shows {{outcome}}, which the query's series do not carry" in findings[2]
+
     # Every panel parses; every panel on a path the run took returns data.
     queries = panel_queries()
     assert len(queries) >= 30
     for where, expr in queries:
         assert instant_query(prometheus, expr)["status"] == "success", f"{where}: {expr}"
-    exercised = [(w, e) for w, e in queries
-                 if not any(m in e for m in OPERATOR_ONLY + NOT_EXERCISED)]  # fmt: skip
+    exercised = [(w, e) for w, e in queries if not any(m in e for m in OPERATOR_ONLY)]
     assert len(exercised) >= 15
 
     missing: list[str] = []

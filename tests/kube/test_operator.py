@@ -47,6 +47,14 @@ from muster_dev.process import free_port
 from muster_dev.temporal import DevServer, DevServerConfig, find_tool
 from muster_runtime.polling import async_wait_until, wait_until
 from muster_runtime.settings import TemporalSettings
+from tests.dashboards import (
+    Catalogue,
+    catalogue,
+    load,
+    metrics_used,
+    operator_only,
+    unknown_metrics,
+)
 from tests.kube.noop_workflow import Noop
 from tests.kube.operator_support import (
     CRD_DIR,
@@ -690,6 +698,69 @@ def test_operator_metrics_use_controller_runtime_names(
     assert "muster_operator_schedule_syncs_total" in text
     # Nothing polls the test's task queue: the gauge behind the MusterNoPollers alert says so.
     assert f'muster_task_queue_pollers{{task_queue="{task_queue}"}} 0.0' in text
+
+
+async def test_dashboards_read_what_the_operator_exposes(
+    schedules: Resources,
+    policies: Resources,
+    client: Client,
+    task_queue: str,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    """The operator's metrics are not on the local stack of the e2e tier: here every metric
+    the dashboards read from the operator, with the labels the queries and legends rely on,
+    must be on the running operator's /metrics, so a renamed one fails. The test makes each
+    series exist: a sync, a drift correction, a reconcile that fails (a foreign schedule),
+    a pending-approvals gauge."""
+    schedules.create("dash-measured", spec(task_queue))
+    schedules.wait_synced("dash-measured")
+    handle = client.get_schedule_handle(f"{namespace}.dash-measured")
+    await handle.pause(note="drift for the dashboards")
+
+    async def unpaused() -> bool:
+        return not (await handle.describe()).schedule.state.paused
+
+    await async_wait_until(unpaused, what="the drift to be corrected", timeout=30)
+    # A schedule somebody else made in Temporal: the operator's reconcile fails (an error).
+    foreign = client.get_schedule_handle(f"{namespace}.dash-foreign")
+    await client.create_schedule(
+        foreign.id,
+        Schedule(
+            action=ScheduleActionStartWorkflow("SomebodyElse", id="x", task_queue=task_queue),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
+        ),
+    )
+    schedules.create("dash-foreign", spec(task_queue))
+    schedules.wait_condition("dash-foreign", "Synced", "False", "ForeignSchedule")
+    policies.create("dash-policy", {"approvers": {"users": ["ana"]}, "requiredApprovals": 1,
+                                    "timeout": "1d"})  # fmt: skip
+    policies.wait_synced("dash-policy")
+    dashboards = load()
+    wanted = {m for m in metrics_used(dashboards) if operator_only(m)}
+    assert wanted, "the dashboards read no operator metric"
+    emitted: Catalogue = {}
+
+    def all_series() -> bool:
+        emitted.clear()
+        catalogue(operator.metrics(), emitted)
+        return wanted <= emitted.keys()
+
+    try:
+        wait_until(all_series, what="a series of every operator metric the dashboards read")
+    except TimeoutError:
+        pytest.fail(f"the operator exposes no series of {sorted(wanted - emitted.keys())}")
+    assert unknown_metrics(dashboards, emitted, only=operator_only) == []
+    broken = {"renamed.json": json.loads(json.dumps(dashboards["operator.json"]))}
+    target = broken["renamed.json"]["panels"][4]["targets"][0]
+    target["expr"] = target["expr"].replace(
+        "controller_runtime_reconcile_total", "controller_runtime_reconciles_total"
+    )
+    (finding,) = unknown_metrics(broken, emitted, only=operator_only)
+    assert "metric controller_runtime_reconciles_total is not exposed" in finding
+    schedules.delete("dash-foreign")
+    wait_until(lambda: schedules.gone("dash-foreign"), what="the resource to go")
+    await foreign.delete()
 
 
 # -- validation by the API server ------------------------------------------------------------
