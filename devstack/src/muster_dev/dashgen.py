@@ -716,6 +716,8 @@ def render_panel(panel_id: int, panel: Panel, position: dict[str, int]) -> dict[
     if panel.kind == "timeseries":
         defaults["min"] = 0
     else:
+        if panel.unit == "short":
+            defaults["decimals"] = 0  # counts: 21 orders, not the 20.9 increase() estimates
         defaults["thresholds"] = _thresholds(panel.red_from)
         defaults["color"] = {"mode": "thresholds"}
     rendered: dict[str, Any] = {
