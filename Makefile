@@ -153,6 +153,13 @@ verify: venv ## fail if uv.lock or a generated file is out of date
 	@$(PY) -m muster_operator.crdgen --check charts/muster/files/crds
 	@$(PY) -m muster_dev.dashgen --check charts/muster/dashboards
 
+# The dashboards drawn from their own queries on a real run: the observability e2e test with
+# an operator on a local kube-apiserver and a Prometheus scraping both (docs/dashboards/).
+.PHONY: docs-dashboards
+docs-dashboards: venv prometheus kube-tools dashboard-check ## draw docs/dashboards/<uid>.png from the dashboards' queries on a real run
+	@MUSTER_DASHBOARD_PICTURES=$(ROOT)/docs/dashboards MUSTER_BIN_DIR=$(BIN) \
+		$(PYTEST) tests/e2e/test_observability.py $(PYTEST_ARGS)
+
 .PHONY: bench
 bench: venv ## benchmarks that print comparison tables
 	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done

@@ -7,7 +7,13 @@ through the stack. Then every dashboard query and every alert expression must pa
 panel on a path the local stack exercises must return data, every metric and label the
 dashboards read must be one the services' ``/metrics`` really expose (so a renamed metric
 fails here; the operator's are checked in tests/kube), and the expired request fires
-MusterApprovalsExpired."""
+MusterApprovalsExpired.
+
+``make docs-dashboards`` runs this module with ``MUSTER_DASHBOARD_PICTURES=DIR``: then an
+operator also runs (on a local kube-apiserver, against the stack's Temporal, with the
+example schedules and policies, one drifting and one foreign), a second Prometheus scrapes
+it and every service, orders keep coming for a while, and every dashboard is drawn from its
+own queries into ``DIR/<uid>.png``."""
 
 from __future__ import annotations
 
@@ -19,14 +25,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
 
-from muster_dev.prometheus import instant_query
+from muster_dev.prometheus import PrometheusConfig, PrometheusServer, instant_query
+from tests.dashboard_pictures import draw_all
 from tests.dashboards import (
     FIXTURES,
     OPERATOR_METRICS,
@@ -40,6 +49,8 @@ from tests.dashboards import (
     unknown_metrics,
 )
 from tests.helpers import REPO, free_port, free_port_block, wait_until
+from tests.kube.operator_support import CRD_DIR, OperatorProcess, operator_env
+from tests.kube.support import Run
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -123,12 +134,31 @@ def temporal(info: dict[str, Any], *args: str, check: bool = True) -> str:
     return done.stdout + done.stderr
 
 
+def park_order(info: dict[str, Any], order_id: str) -> None:
+    """A declined order allowed one compensation attempt: with the stock release failing
+    (an injected fault), it is parked for a person."""
+    basic = json.loads((REPO / "examples/orders/basic.json").read_text())
+    parked = {
+        "order": {**basic, "order_id": order_id, "payment_token": "tok_declined"},
+        "options": {"compensation_max_attempts": 1, "retry_initial_seconds": 0.1},
+    }
+    temporal(info, "workflow", "start", "--type", "OrderFulfillment",
+             "--task-queue", "muster-fulfillment", "--workflow-id", f"order-{order_id}",
+             "--input", json.dumps(parked))  # fmt: skip
+
+
+def set_release_fault(info: dict[str, Any], on: bool) -> None:
+    """Every release of reserved stock fails (503), or none does."""
+    fault = {"error_rate": 1.0, "paths": ["/inventory/reservations/release"]} if on else {}
+    backends = info["services"]["backends"]["api_url"]
+    assert httpx.put(f"{backends}/admin/faults/inventory", json=fault).status_code == 200
+
+
 def drive(info: dict[str, Any]) -> None:
     """Orders (fulfilled, declined, parked for a person), a large order approved, a request
     left to escalate and expire, scheduled runs (one failing), a workflow type no worker
     knows, and a read of an order that does not exist."""
     gateway = info["services"]["gateway"]["api_url"]
-    backends = info["services"]["backends"]["api_url"]
     basic = json.loads((REPO / "examples/orders/basic.json").read_text())
     large = json.loads((REPO / "examples/orders/large.json").read_text())
     with httpx.Client(base_url=gateway, timeout=30) as http:
@@ -158,17 +188,8 @@ def drive(info: dict[str, Any]) -> None:
         # Reading an order nobody placed: the gateway's call to Temporal fails (not found).
         assert http.get("/v1/orders/obs-nowhere", headers=SHOP).status_code == 404
 
-        # A declined order whose stock cannot be released: its one compensation attempt
-        # fails, and the order is parked for a person.
-        fault = {"error_rate": 1.0, "paths": ["/inventory/reservations/release"]}
-        assert httpx.put(f"{backends}/admin/faults/inventory", json=fault).status_code == 200
-        parked = {
-            "order": {**basic, "order_id": "obs-parked", "payment_token": "tok_declined"},
-            "options": {"compensation_max_attempts": 1, "retry_initial_seconds": 0.1},
-        }
-        temporal(info, "workflow", "start", "--type", "OrderFulfillment",
-                 "--task-queue", "muster-fulfillment", "--workflow-id", "order-obs-parked",
-                 "--input", json.dumps(parked))  # fmt: skip
+        set_release_fault(info, on=True)
+        park_order(info, "obs-parked")
         expected = {"obs-ok-1": "fulfilled", "obs-ok-2": "fulfilled",
                     "obs-declined": "compensated", "obs-large": "fulfilled",
                     "obs-parked": "needs_attention"}  # fmt: skip
@@ -178,7 +199,7 @@ def drive(info: dict[str, Any]) -> None:
                        for o, s in expected.items())  # fmt: skip
 
         wait_until(ended, what="every order to end as expected", timeout=120, interval=0.5)
-        assert httpx.put(f"{backends}/admin/faults/inventory", json={}).status_code == 200
+        set_release_fault(info, on=False)
 
     temporal(info, "schedule", "trigger", "--schedule-id", "default.health-check")
     # A health check of a service that does not exist: the scheduled workflow fails.
@@ -199,7 +220,140 @@ def scrape(info: dict[str, Any]) -> Catalogue:
     return found
 
 
-def test_dashboards_and_alerts_against_the_running_stack(stack: dict[str, Any]) -> None:
+DOCS_NAMESPACE = "muster-docs"
+PICTURE_TRAFFIC_SECONDS = 120
+CAPTION = (
+    "Drawn by `make docs-dashboards` from this dashboard's own queries against a real "
+    "Prometheus scraping `muster up` and the operator; not a Grafana screenshot."
+)
+
+
+@dataclass
+class Pictures:
+    """Docs mode: where the pictures go, and the Prometheus that also scrapes the operator."""
+
+    folder: Path
+    prometheus: str
+    started: float
+    kubectl: Run
+
+
+@pytest.fixture(scope="module")
+def pictures(stack: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[Pictures | None]:
+    """None, unless ``MUSTER_DASHBOARD_PICTURES`` names a folder (``make docs-dashboards``):
+    then an operator with the example resources, and a Prometheus scraping it and the stack."""
+    folder = os.environ.get("MUSTER_DASHBOARD_PICTURES")
+    if not folder:
+        yield None
+        return
+    kube = request.getfixturevalue("kube")
+    kubectl: Run = request.getfixturevalue("kubectl")
+    kubectl("apply", "-f", str(CRD_DIR))
+    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    for namespace in (DOCS_NAMESPACE, f"{DOCS_NAMESPACE}-policies"):
+        kubectl("create", "namespace", namespace, check=False)
+    work: Path = stack["work"]
+    env = operator_env(kube, stack["temporal"]["address"], namespaces=[DOCS_NAMESPACE],
+                       policy_namespace=f"{DOCS_NAMESPACE}-policies")  # fmt: skip
+    env["MUSTER_OPERATOR_RESYNC_SECONDS"] = "5"
+    operator = OperatorProcess(env, work / "operator")
+    operator.start()
+    targets = {name: [urlsplit(service["url"]).netloc]
+               for name, service in stack["services"].items()}  # fmt: skip
+    targets["operator"] = [f"127.0.0.1:{operator.metrics_port}"]
+    server = PrometheusServer(
+        PrometheusConfig(port=free_port(), data_dir=work / "pictures-prometheus", targets=targets)
+    )
+    server.start()
+    try:
+        kubectl("apply", "-n", DOCS_NAMESPACE, "-f", str(REPO / "examples/schedules"),
+                "-f", str(REPO / "examples/policies"))  # fmt: skip
+        yield Pictures(Path(folder), server.config.url, time.time(), kubectl)
+    finally:
+        server.stop()
+        operator.stop()
+
+
+def claim_foreign_schedule(info: dict[str, Any], kubectl: Run, name: str) -> None:
+    """A schedule somebody else made in Temporal, and a Schedule resource that claims it:
+    the operator refuses to take it over, and its reconcile fails."""
+    temporal(info, "schedule", "create", "--schedule-id", f"{DOCS_NAMESPACE}.{name}",
+             "--workflow-id", f"somebody-else-{name}", "--type", "SomebodyElse",
+             "--task-queue", "elsewhere", "--interval", "1h")  # fmt: skip
+    claim = {
+        "apiVersion": "muster.io/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name, "namespace": DOCS_NAMESPACE},
+        "spec": {"cron": ["0 6 * * *"], "timeZone": "UTC",
+                 "workflow": {"type": "Elsewhere", "taskQueue": "elsewhere"}},
+    }  # fmt: skip
+    kubectl("apply", "-f", "-", input=json.dumps(claim))
+
+
+def keep_traffic(info: dict[str, Any], pictures: Pictures, seconds: float) -> None:
+    """Docs mode: a couple of minutes of a working day, so the pictures have rates to show
+    (Prometheus sees no increase in a counter's first sample: everything happens twice or
+    more). Every few seconds an order (every third declined, every fifth large, approved by
+    alice a little later) and a read of an order nobody placed; every other round dave asks
+    for vacation (alice approves later), every fourth an expiry drill (escalates, expires);
+    now and then a scheduled health check runs (or fails: a service that does not exist),
+    a schedule of the operator's is paused in Temporal (drift it puts back), a resource
+    claims a foreign schedule (a failing reconcile), and stock releases fail for a while
+    (retries, and an order parked for a person)."""
+    gateway = info["services"]["gateway"]["api_url"]
+    basic = json.loads((REPO / "examples/orders/basic.json").read_text())
+    large = json.loads((REPO / "examples/orders/large.json").read_text())
+    deadline = time.monotonic() + seconds
+    waiting: list[tuple[int, str]] = []  # (round to approve in, approval request id)
+    health_check = f"{DOCS_NAMESPACE}.health-check"
+    with httpx.Client(base_url=gateway, timeout=30) as http:
+        for round_ in range(10_000):
+            if time.monotonic() >= deadline:
+                break
+            order_id = f"obs-traffic-{round_}"
+            order = large if round_ % 5 == 4 else basic
+            token = "tok_declined" if round_ % 3 == 2 else order["payment_token"]
+            placed = http.post("/v1/orders", json={**order, "order_id": order_id,
+                                                   "payment_token": token},
+                               headers={**SHOP, "Idempotency-Key": order_id})  # fmt: skip
+            assert placed.status_code == 201, placed.text
+            if order is large and token != "tok_declined":
+                waiting.append((round_ + 2, f"order-{order_id}"))
+            assert http.get(f"/v1/orders/obs-nowhere-{round_}", headers=SHOP).status_code == 404
+            if round_ % 2 == 0:
+                vacation = {"kind": "vacation", "title": f"Time off {round_}"}
+                asked = http.post("/v1/approvals", headers=DAVE, json=vacation)
+                assert asked.status_code == 201, asked.text
+                waiting.append((round_ + 3, asked.json()["request"]["request_id"]))
+            if round_ % 4 == 1:
+                drill = {"kind": "expiry-drill", "title": f"Nobody will answer {round_}"}
+                assert http.post("/v1/approvals", headers=DAVE, json=drill).status_code == 201
+            for due, request_id in [w for w in waiting if w[0] <= round_]:
+                # A large order asks for approval once its stock is reserved: 404 until then.
+                answer = http.post(f"/v1/approvals/{request_id}/approve", headers=ALICE)
+                if answer.status_code == 200:
+                    waiting.remove((due, request_id))
+            if round_ % 6 == 3:
+                temporal(info, "schedule", "trigger", "--schedule-id", health_check)
+            if round_ % 8 == 5:
+                temporal(info, "workflow", "start", "--type", "HealthCheck", "--task-queue",
+                         SCHEDULING_QUEUE, "--workflow-id", f"obs-health-unknown-{round_}",
+                         "--input", json.dumps({"services": ["warehouse"]}))  # fmt: skip
+            if round_ in (8, 20):
+                temporal(info, "schedule", "toggle", "--pause", "--reason", "drift for the docs",
+                         "--schedule-id", health_check)  # fmt: skip
+            if round_ in (2, 14):
+                claim_foreign_schedule(info, pictures.kubectl, f"foreign-{round_}")
+            if round_ in (10, 18):
+                set_release_fault(info, on=round_ == 10)
+            if round_ in (11, 13):
+                park_order(info, f"obs-traffic-parked-{round_}")
+            time.sleep(4)  # the pace of the traffic, not a wait for something to happen
+
+
+def test_dashboards_and_alerts_against_the_running_stack(
+    stack: dict[str, Any], pictures: Pictures | None
+) -> None:
     prometheus = stack["prometheus"]
     assert prometheus
 
@@ -273,3 +427,9 @@ def test_dashboards_and_alerts_against_the_running_stack(stack: dict[str, Any]) 
     for group in rules["groups"]:
         for rule in group["rules"]:
             assert instant_query(prometheus, rule["expr"])["status"] == "success", rule["alert"]
+
+    if pictures is not None:
+        keep_traffic(stack, pictures, PICTURE_TRAFFIC_SECONDS)
+        drawn = draw_all(dashboards, pictures.prometheus, pictures.started, time.time(),
+                         pictures.folder, CAPTION)  # fmt: skip
+        assert len(drawn) == len(dashboards)
