@@ -33,6 +33,7 @@ def _up(args: argparse.Namespace) -> int:
             "base_port": args.base_port,
             "namespace": args.namespace,
             "services": args.services,
+            "examples": args.examples,
             "schedules": args.schedules,
             "prometheus_port": args.prometheus_port,
         }.items()
@@ -79,6 +80,12 @@ def register(sub: Any) -> None:
         "--services",
         type=lambda v: [s.strip() for s in v.split(",") if s.strip()],
         help="comma-separated subset of services to run (default: all installed)",
+    )
+    up.add_argument(
+        "--examples",
+        type=Path,
+        help="folder of the example policies, people and demo tokens the local services "
+        "read (default examples)",
     )
     up.add_argument(
         "--schedules",

@@ -17,16 +17,16 @@ from typing import Literal
 @dataclass(frozen=True)
 class Local:
     """What a service's wiring may use: every service's ports (by ``"<service>.<port name>"``,
-    or just ``"<service>"`` for the management port), the checkout (for the example files)
-    and the stack's state folder (for data that outlives a run)."""
+    or just ``"<service>"`` for the management port), the example files (policies, people,
+    demo tokens) and the stack's state folder (for data that outlives a run)."""
 
     ports: Mapping[str, int]
-    root: Path
+    examples_dir: Path
     state: Path
 
     def examples(self, *parts: str) -> str:
-        """A path under the checkout's ``examples/``."""
-        return str(self.root.joinpath("examples", *parts))
+        """A path under the example files' folder."""
+        return str(self.examples_dir.joinpath(*parts).resolve())
 
 
 Wiring = Callable[[Local], Mapping[str, str]]
@@ -39,13 +39,14 @@ class ServiceSpec:
 
     ``module`` is run with ``python -m``; ``env_prefix`` is where its settings live, so the
     stack can hand it a port (``<prefix>HTTP__PORT``); ``env`` adds variables computed from
-    the ports of all services, the checkout and the state folder (for example the backend
-    URLs a worker calls, or the example files the gateway reads locally). ``order`` sorts start-up:
-    lower starts first. ``settings`` names the service's settings class (``module:Class``)
-    for the generated configuration reference. Besides its management port, a service gets
-    one port per name in ``ports`` (``("api",)`` for an HTTP service), handed over as
-    ``<prefix><NAME>__PORT``. ``links`` are printed by ``muster up`` as ``(label, port
-    name, path)``; ``hint`` is one line of advice printed after them.
+    the ports of all services, the example files and the state folder (for example the
+    backend URLs a worker calls, or the demo tokens the gateway reads locally). ``order``
+    sorts start-up: lower starts first. ``settings`` names the service's settings class
+    (``module:Class``) for the generated configuration reference. Besides its management
+    port, a service gets one port per name in ``ports`` (``("api",)`` for an HTTP
+    service), handed over as ``<prefix><NAME>__PORT``. ``links`` are printed by
+    ``muster up`` as ``(label, port name, path)``; ``hint`` is one line of advice printed
+    after them.
     """
 
     name: str

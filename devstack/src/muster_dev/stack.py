@@ -29,7 +29,6 @@ from typing import IO, Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from muster_dev.kube import repo_root
 from muster_dev.process import ManagedProcess, port_in_use
 from muster_dev.prometheus import PrometheusConfig, PrometheusServer
 from muster_dev.services import SERVICES, Local, ServiceSpec, installed
@@ -78,6 +77,9 @@ class StackSettings(BaseSettings):
     """Seconds each component may take to become ready."""
     max_restarts: int = Field(default=5, ge=0)
     """How often a crashed service is restarted before the stack gives up on it."""
+    examples: Path = Path("examples")
+    """Folder of the example files the local services read: ApprovalPolicy files
+    (policies/), the people (directory.yaml) and the demo tokens (gateway/tokens.yaml)."""
     schedules: Path | None = Path("examples/schedules")
     """Schedule files applied with `muster apply` once the stack is ready (the scheduling
     worker runs them); empty to load none."""
@@ -103,17 +105,6 @@ class StackSettings(BaseSettings):
 def discover_services() -> list[ServiceSpec]:
     """Every service of the table whose package is installed here, in start-up order."""
     return sorted((s for s in SERVICES if installed(s)), key=lambda s: (s.order, s.name))
-
-
-def checkout() -> Path:
-    """The repository the stack runs from: the example files live there."""
-    root = repo_root()
-    if root is None:
-        raise StackError(
-            "muster up runs from a Muster checkout (it reads examples/ there); "
-            f"{Path.cwd()} is not inside one"
-        )
-    return root
 
 
 @dataclass(frozen=True)
@@ -223,6 +214,7 @@ class LocalStack:
 
     def plan(self) -> list[Planned]:
         """Which services run on which ports; fails before starting anything."""
+        self.check_examples()
         specs = discover_services()
         wanted = self.settings.services
         if wanted is not None:
@@ -264,6 +256,22 @@ class LocalStack:
             raise StackError("; ".join(problems))
         return planned
 
+    def check_examples(self) -> None:
+        """The example files the local services read are where the settings say."""
+        folder = self.settings.examples
+        missing = [
+            name
+            for name in ("policies", "directory.yaml", "gateway/tokens.yaml")
+            if not (folder / name).exists()
+        ]
+        if missing:
+            raise StackError(
+                f"the local services read example files from {folder.resolve()}, but "
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing there: run "
+                "muster up in a Muster checkout, or point --examples (MUSTER_UP_EXAMPLES) at a "
+                "folder with policies/, directory.yaml and gateway/tokens.yaml"
+            )
+
     # -- start/stop ------------------------------------------------------------------------
 
     def start_temporal(self) -> None:
@@ -297,7 +305,7 @@ class LocalStack:
             env[f"{spec.env_prefix}{name.upper()}__HOST"] = "127.0.0.1"
             env[f"{spec.env_prefix}{name.upper()}__PORT"] = str(extra_port)
         if spec.env is not None:
-            env.update(spec.env(Local(ports, checkout(), self.state_dir)))
+            env.update(spec.env(Local(ports, self.settings.examples, self.state_dir)))
         return env
 
     def launch(self, running: RunningService, env: dict[str, str]) -> None:
