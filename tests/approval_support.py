@@ -132,12 +132,13 @@ def request(
     requester: str = "dave",
     kind: str = "purchase",
     amount: int | None = None,
+    title: str = "New laptop",
 ) -> ApprovalRequest:
     return ApprovalRequest(
         request_id=f"r-{uuid.uuid4().hex[:10]}",
         kind=kind,
         requester=requester,
-        title="New laptop",
+        title=title,
         description="The old one is dead",
         amount=Money(amount_minor=amount, currency="EUR") if amount is not None else None,
         policy=policy_name,

@@ -6,24 +6,31 @@ and cancellation run on a real dev server; paths that wait days (timeouts, escal
 cron reminders) on the time-skipping test server. Each history lands in
 ``tests/replay/histories/Approval/<name>.json`` in the format ``temporal workflow show
 --output json`` writes; the file name is the workflow id the replay test reports.
+
+Histories are never recorded again to make a code change pass: a change to what the
+workflow emits goes behind ``workflow.patched`` and gets new paths here, recorded with the
+new code (the ``patched_*`` paths), while the old histories keep replaying the old branch.
+A path that needs a particular mail relay names it in ``RELAYS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import tempfile
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -39,6 +46,7 @@ from muster_api.approval import DECIDE_SIGNAL, WORKFLOW, ApprovalResult, Decisio
 from muster_api.approval import REMIND_SIGNAL as APPROVAL_REMIND_SIGNAL
 from muster_api.search_attributes import cli_types
 from muster_approval.workflows import Approval
+from muster_dev.mailbox import Mailbox
 from muster_dev.process import free_port
 from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.client import connect
@@ -214,6 +222,109 @@ async def decided_while_starting(world: World) -> Handle:
     return handle
 
 
+# -- paths of the patched code (notifications, wording, MusterDecidedBy) ------------------
+
+
+async def patched_rejected_in_words(world: World) -> Handle:
+    """A rejection recorded as "rejected", with MusterDecidedBy upserted."""
+    name = world.policy("wordsreject", approvers="{users: [alice, bob, carol]}",
+                        requiredApprovals="2")  # fmt: skip
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.execute_update(Approval.decide, decide("bob", "reject", "no budget"))
+    await handle.result()
+    return handle
+
+
+async def patched_policy_does_not_apply(world: World) -> Handle:
+    """The named policy governs other kinds: rejected at once, said without reprs."""
+    name = world.policy("wordsvacation", appliesTo="{kinds: [vacation]}")
+    handle = await world.start(name, kind="purchase")
+    await handle.result()
+    return handle
+
+
+async def patched_withdrawn(world: World) -> Handle:
+    """Withdrawn after one approval: the requester and the approvers still asked are told
+    before the workflow ends as cancelled."""
+    name = world.policy("withdrawn", approvers="{users: [alice, bob, carol]}",
+                        requiredApprovals="3")  # fmt: skip
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.cancel()
+    with suppress(WorkflowFailureError):
+        await handle.result()
+        raise AssertionError("the cancelled request completed")
+    return handle
+
+
+async def patched_refused_by_relay(world: World) -> Handle:
+    """The relay refuses bob for good (550): one attempt, recorded as failed; alice decides."""
+    name = world.policy("refused")
+    handle = await world.start(name, title="Line one\nLine two")
+    await _wait_mail(world, "alice@example.com")
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.result()
+    return handle
+
+
+async def patched_relay_down_after_decision(world: World) -> Handle:
+    """No relay answers: the decided request gives up on its notifications after the grace
+    period and ends (time-skipping)."""
+    name = world.policy("relaydown")
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("bob"))
+    await handle.result()
+    return handle
+
+
+async def _wait_mail(world: World, address: str) -> None:
+    # The mailbox, not a query: a query during the first workflow task's local activities
+    # makes Core end that task early, and the history then holds an extra task boundary.
+    for _ in range(300):
+        if world.where.mail_to(address):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no mail to {address} within 30 s")
+
+
+class _RefusingBob(Mailbox):
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's handler protocol
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address.startswith("bob@"):
+            return "550 5.1.1 <bob@example.com>: no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@asynccontextmanager
+async def refusing_relay(where: Setup) -> AsyncIterator[Setup]:
+    """A relay that refuses bob's address for good."""
+    mailbox = _RefusingBob(None)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(mailbox, hostname="refusing-smtp"), host="127.0.0.1", port=0
+    )
+    try:
+        port = int(server.sockets[0].getsockname()[1])
+        yield dataclasses.replace(where, mailbox=mailbox, smtp_port=port)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def no_relay(where: Setup) -> AsyncIterator[Setup]:
+    """Nothing listens where the worker sends mail."""
+    yield dataclasses.replace(where, smtp_port=free_port())
+
+
+RELAYS: dict[str, Callable[[Setup], AbstractAsyncContextManager[Setup]]] = {
+    "patched_refused_by_relay": refusing_relay,
+    "patched_relay_down_after_decision": no_relay,
+}
+
+
 # -- paths on the time-skipping server ---------------------------------------------------
 
 
@@ -278,6 +389,10 @@ DEV_SERVER: dict[str, Callable[[World], Awaitable[Handle]]] = {
     "cancelled": cancelled,
     "reminders_by_schedule": reminders_by_schedule,
     "decided_while_starting": decided_while_starting,
+    "patched_rejected_in_words": patched_rejected_in_words,
+    "patched_policy_does_not_apply": patched_policy_does_not_apply,
+    "patched_withdrawn": patched_withdrawn,
+    "patched_refused_by_relay": patched_refused_by_relay,
 }
 TIME_SKIPPING: dict[str, Callable[[World], Awaitable[Handle]]] = {
     "escalated_then_rejected_on_timeout": escalated_then_rejected_on_timeout,
@@ -285,6 +400,7 @@ TIME_SKIPPING: dict[str, Callable[[World], Awaitable[Handle]]] = {
     "manager_decides_after_escalation": manager_decides_after_escalation,
     "escalation_lowers_the_quorum": escalation_lowers_the_quorum,
     "reminders_by_cron": reminders_by_cron,
+    "patched_relay_down_after_decision": patched_relay_down_after_decision,
 }
 
 
@@ -299,6 +415,11 @@ async def dev_server(tmp: Path) -> AsyncIterator[Client]:
         yield await connect(settings, identity=IDENTITY, tracing=False)
     finally:
         server.stop()
+
+
+@asynccontextmanager
+async def _same_relay(where: Setup) -> AsyncIterator[Setup]:
+    yield where
 
 
 def scrubbed(history: WorkflowHistory) -> Any:
@@ -325,7 +446,12 @@ async def record(
         folder = tmp / name
         folder.mkdir()
         task_queue = f"replay-{uuid.uuid4().hex[:8]}"
-        async with setup(folder) as where, approval_worker(client, task_queue, where):
+        relay = RELAYS.get(name, _same_relay)
+        async with (
+            setup(folder) as found,
+            relay(found) as where,
+            approval_worker(client, task_queue, where),
+        ):
             handle = await path(World(client, task_queue, where, env))
             history = await handle.fetch_history()
         HISTORIES.mkdir(parents=True, exist_ok=True)

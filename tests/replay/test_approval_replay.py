@@ -41,6 +41,8 @@ from muster_runtime.sandbox import muster_workflow_runner
 from tests.replay.record_approval import DEV_SERVER, TIME_SKIPPING
 
 HISTORIES = sorted((Path(__file__).parent / "histories" / "Approval").glob("*.json"))
+PATCHES_ATTRIBUTE = "TemporalChangeVersion"
+"""The search attribute Core upserts beside each ``workflow.patched`` marker."""
 
 
 class _RecordingInstance(WorkflowInstance):
@@ -172,6 +174,8 @@ def recorded(history: WorkflowHistory) -> dict[str, Any]:
             ))  # fmt: skip
         elif event.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            if set(fields.indexed_fields) == {PATCHES_ATTRIBUTE}:
+                continue  # Core's own record of a workflow.patched call, not the code's
             found["upserts"].append(
                 {key: _payload(value) for key, value in fields.indexed_fields.items()}
             )

@@ -312,7 +312,7 @@ async def test_a_policy_that_does_not_apply_rejects_at_once(
     name = where.write_policy(unique("p"), appliesTo="{kinds: [vacation]}")
     result = await (await start(env, task_queue, policy_name=name, kind="purchase")).result()
     assert result.status == ApprovalStatus.REJECTED
-    assert result.reason == f"policy {name} governs kinds ['vacation'], not 'purchase'"
+    assert result.reason == f"policy {name} governs requests of kind vacation, not purchase"
 
 
 async def test_unknown_policy_fails_with_a_clear_message(

@@ -57,3 +57,9 @@ class Money(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.amount_minor / 100:.2f} {self.currency}"
+
+    def display(self) -> str:
+        """For people: thousands grouped, e.g. ``1,237.50 EUR`` (``str()`` stays
+        ``1237.50 EUR``: workflows put it into ids and titles that must not change)."""
+        units, cents = divmod(self.amount_minor, 100)
+        return f"{units:,}.{cents:02d} {self.currency}"

@@ -32,6 +32,8 @@ SCHEDULE = SearchAttributeKey.for_keyword("MusterSchedule")
 """The Schedule resource (namespace/name) that started a workflow."""
 APPROVERS = SearchAttributeKey.for_keyword_list("MusterApprovers")
 """Users who may currently decide an approval request."""
+DECIDED_BY = SearchAttributeKey.for_keyword_list("MusterDecidedBy")
+"""Users who decided an approval request (approved or rejected), kept after it ends."""
 AMOUNT_MINOR = SearchAttributeKey.for_int("MusterAmountMinor")
 """An amount in minor units (cents), for orders and purchase approvals."""
 NEEDS_ATTENTION = SearchAttributeKey.for_bool("MusterNeedsAttention")
@@ -47,6 +49,7 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     CURRENCY,
     SCHEDULE,
     APPROVERS,
+    DECIDED_BY,
     AMOUNT_MINOR,
     NEEDS_ATTENTION,
 )

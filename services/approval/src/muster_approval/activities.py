@@ -16,9 +16,16 @@ from temporalio.exceptions import ApplicationError
 
 from muster_api.approval import PolicySnapshot
 from muster_api.v1alpha1 import ApproverSet
-from muster_approval.models import LoadPolicyInput, NotifyInput, NotifyResult, ReminderInput
+from muster_approval.models import (
+    UNDELIVERABLE,
+    LoadPolicyInput,
+    NotifyInput,
+    NotifyResult,
+    ReminderInput,
+)
 from muster_approval.notify import (
     SmtpConfig,
+    Undeliverable,
     build_email,
     post_webhook,
     send_emails,
@@ -76,30 +83,49 @@ class ApprovalActivities:
 
     @activity.defn(name="approval.notify")
     async def notify(self, request: NotifyInput) -> NotifyResult:
-        """E-mail the recipients and post the policy's webhook, each message keyed."""
+        """E-mail the recipients and post the policy's webhook, each message keyed.
+
+        What no retry can deliver (an address that is none, a permanent refusal) fails the
+        activity for good with type ``NotificationUndeliverable``, after the rest was sent;
+        a relay or webhook that is down fails it so that Temporal retries.
+        """
         channels = request.policy.spec.notifications
         result = NotifyResult()
+        problems: list[str] = []
         link = f"{self.public_url}/approvals/{request.request.request_id}"
         body = "\n".join([*request.lines, "", f"Open: {link}"])
         if channels.email is not None and channels.email.enabled:
             directory = self.directory()
             messages = []
+            users = {}
             for user in request.recipients:
                 address = directory.email(user)
                 if address is None:
                     result.unknown.append(user)
                     continue
-                messages.append(
-                    build_email(self.smtp, address, request.subject, body, request.idempotency_key)
-                )
-                result.emailed.append(user)
-            await send_emails(self.smtp, messages)
+                try:
+                    messages.append(
+                        build_email(
+                            self.smtp, address, request.subject, body, request.idempotency_key
+                        )
+                    )
+                except Undeliverable as exc:
+                    problems.append(f"e-mail to {user}: {exc}")
+                    continue
+                users[address] = user
+            sent = await send_emails(self.smtp, messages)
+            result.emailed = [users.get(address, address) for address in sent.delivered]
+            problems += [
+                f"e-mail to {users.get(address, address)} refused by the mail relay: {answer}"
+                for address, answer in sent.refused.items()
+            ]
         if channels.webhook is not None:
             ref = channels.webhook.url_secret_ref
             path = self.secrets_dir / ref.name / ref.key
             try:
                 url = path.read_text().strip()
             except OSError as exc:
+                # A Secret not (yet) mounted is fixed by a person: worth retrying.
                 raise ApplicationError(
                     f"webhook URL secret {ref.name}/{ref.key} not readable at {path}: {exc}"
                 ) from None
@@ -113,11 +139,22 @@ class ApprovalActivities:
                 "deadline": request.deadline.isoformat() if request.deadline else None,
                 "link": link,
             }
-            await post_webhook(
-                self.http,
-                url,
-                slack_payload(request.subject, request.lines, event),
-                request.idempotency_key,
+            try:
+                await post_webhook(
+                    self.http,
+                    url,
+                    slack_payload(request.subject, request.lines, event),
+                    request.idempotency_key,
+                )
+                result.webhook = True
+            except Undeliverable as exc:
+                problems.append(str(exc))
+        if problems:
+            done = ", ".join(result.emailed) + (" and the webhook" if result.webhook else "")
+            raise ApplicationError(
+                "; ".join(problems) + (f" (sent to {done})" if done else ""),
+                result.model_dump(mode="json"),
+                type=UNDELIVERABLE,
+                non_retryable=True,
             )
-            result.webhook = True
         return result

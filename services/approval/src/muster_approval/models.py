@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from muster_api.approval import ApprovalRequest, PolicySnapshot
 from muster_api.v1alpha1 import Reminders
 
+UNDELIVERABLE = "NotificationUndeliverable"
+"""Error type of a notification no retry can deliver (bad address, permanent refusal)."""
+
 
 class NotifyInput(BaseModel):
     """A notification about one request event to some people (and the policy's webhook)."""
@@ -21,7 +24,7 @@ class NotifyInput(BaseModel):
 
     request: ApprovalRequest
     policy: PolicySnapshot
-    event: Literal["requested", "reminder", "escalated", "decided", "expired"]
+    event: Literal["requested", "reminder", "escalated", "decided", "expired", "withdrawn"]
     recipients: list[str] = Field(description="user ids; their e-mail comes from the directory")
     idempotency_key: str
     subject: str

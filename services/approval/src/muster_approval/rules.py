@@ -13,7 +13,8 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal, Protocol
 
-from muster_api.approval import ApprovalStatus, Verdict
+from muster_api.approval import ApprovalStatus, PolicySnapshot, Verdict
+from muster_api.common import Money
 from muster_api.v1alpha1 import ApprovalPolicySpec, ApproverSet
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "decision_of",
     "eligible",
     "level",
+    "not_governed",
     "on_timeout",
     "outcome",
     "refusal",
@@ -243,3 +245,24 @@ def on_timeout(spec: ApprovalPolicySpec) -> Outcome:
         else ApprovalStatus.REJECTED_ON_TIMEOUT
     )
     return Outcome(status, f"nobody decided in time; the policy says {spec.on_timeout}")
+
+
+def not_governed(policy: PolicySnapshot, kind: str, amount: Money | None) -> str | None:
+    """Why ``policy`` does not govern a request of this kind and amount, in words for
+    people (None when it does)."""
+    applies = policy.spec.applies_to
+    if applies.kinds and kind not in applies.kinds:
+        kinds = ", ".join(applies.kinds)
+        return f"policy {policy.name} governs requests of kind {kinds}, not {kind}"
+    minimum = applies.min_amount.money() if applies.min_amount else None
+    if minimum is None:
+        return None
+    if amount is None:
+        return (
+            f"policy {policy.name} governs amounts from {minimum.display()}; the request has none"
+        )
+    if amount.currency != minimum.currency or amount.amount_minor < minimum.amount_minor:
+        return (
+            f"policy {policy.name} governs amounts from {minimum.display()}, not {amount.display()}"
+        )
+    return None

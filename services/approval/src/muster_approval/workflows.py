@@ -6,8 +6,16 @@ is loaded once and pinned (its hash is in the state and the result). Decisions a
 the ``decide`` update, whose validator refuses what must not count without writing
 history; the ``submit_decision`` signal is accepted too, and an invalid one is recorded as
 ignored. Deadlines escalate along the policy's chain and end with ``onTimeout``; reminders
-follow the policy's cron cadence; notifications run beside the main flow and are awaited
-before the workflow completes.
+follow the policy's cron cadence; notifications run beside the main flow.
+
+Notifications never hold a request open: once it has ended (decided, timed out or
+withdrawn) the workflow waits at most :data:`NOTIFY_GRACE` for those still being tried,
+then gives up on them and says so in the audit trail. One that can never be delivered fails
+at once (``NotificationUndeliverable``) and is recorded. A withdrawn request tells the
+requester and the approvers still asked before it ends.
+
+Code changes that alter what the workflow emits are behind ``workflow.patched`` (the
+``*_PATCH`` ids below), so requests started by older code replay as they ran.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from muster_api import search_attributes as sa
@@ -38,13 +47,22 @@ with workflow.unsafe.imports_passed_through():
     )
     from muster_approval import rules
     from muster_approval.activities import ApprovalActivities
-    from muster_approval.models import LoadPolicyInput, NotifyInput, ReminderInput
+    from muster_approval.models import UNDELIVERABLE, LoadPolicyInput, NotifyInput, ReminderInput
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOOKUP_TIMEOUT = timedelta(seconds=10)
 LOOKUP_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 # Notifications are worth retrying for a while, but never block the decision itself.
 NOTIFY_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=30)
+NOTIFY_GRACE = timedelta(minutes=2)
+"""How long an ended request waits for notifications still being retried."""
+
+PEOPLE_PATCH = "notifications-words-decided-by"
+"""One patch (each costs a marker and a search-attribute upsert per request) for what
+changed together: a bounded wait for notifications at the end, a notice when a request is
+withdrawn, and the failure's own message in the audit trail; verdicts as words ("rejected",
+not "rejectd") and a policy that does not apply said without Python reprs; and
+``MusterDecidedBy``, so people find the requests they decided."""
 
 
 @workflow.defn(name=WORKFLOW)
@@ -67,6 +85,11 @@ class Approval:
         self.next_reminder: datetime | None = None
         self.reason: str | None = None
         self._notifications: list[asyncio.Task[None]] = []
+        # Which patched behaviour this run has (set first thing in ``run``).
+        self._bounded_notifications = False
+        self._human_wording = False
+        self._decided_by = False
+        self._giving_up = False
         self._reminders_sent = 0
         self._remind_keys: set[str] = set()
         # Replay-safe workflow metrics (Temporal's meter), labelled by policy: bounded by the
@@ -146,6 +169,8 @@ class Approval:
 
     @workflow.run
     async def run(self, request: ApprovalRequest) -> ApprovalResult:
+        patched = workflow.patched(PEOPLE_PATCH)
+        self._bounded_notifications = self._human_wording = self._decided_by = patched
         self._log(request.requester, "requested", request.title)
         try:
             await self._wait_for_people()
@@ -156,11 +181,19 @@ class Approval:
             self._log("muster", "cancelled", "the request was withdrawn")
             self._upsert()
             self._record_outcome()
+            if self._bounded_notifications:
+                # The cancellation is delivered once: from here on the workflow may still
+                # tell people, and must not leave notifications running when it ends.
+                self._announce_withdrawal()
+                await self._settle_notifications()
             raise
         self._record_outcome()
         self._announce_outcome()
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._finish_notifications()
+        if self._bounded_notifications:
+            await self._settle_notifications()
+        else:
+            await self._finish_notifications()
         return ApprovalResult(
             request_id=request.request_id,
             approved=self.status.approved,
@@ -187,7 +220,10 @@ class Approval:
         )
         self.policy = policy
         self._log("muster", "policy pinned", f"{policy.name} sha256:{policy.sha256[:12]}")
-        mismatch = policy.applies(request.kind, request.amount)
+        if self._human_wording:
+            mismatch = rules.not_governed(policy, request.kind, request.amount)
+        else:
+            mismatch = policy.applies(request.kind, request.amount)
         if mismatch is not None:
             self.status = ApprovalStatus.REJECTED
             self.reason = mismatch
@@ -307,11 +343,35 @@ class Approval:
             [
                 f"Your request '{self.request.title}' is {outcome}.",
                 *(f"Reason: {self.reason}" for _ in [0] if self.reason),
-                *(f"{d.approver} {d.verdict}d" + (f": {d.reason}" if d.reason else "")
+                *(f"{d.approver} {self._past(d.verdict)}" + (f": {d.reason}" if d.reason else "")
                   for d in self.decisions),
             ],
             "outcome",
         )  # fmt: skip
+
+    def _announce_withdrawal(self) -> None:
+        if self.policy is None:
+            return
+        email = self.policy.spec.notifications.email
+        recipients = rules.awaited(self._ballot())
+        if email is not None and email.notify_requester:
+            recipients = [self.request.requester, *recipients]
+        self._notify(
+            "withdrawn",
+            recipients,
+            f"Withdrawn: {self.request.title}",
+            [
+                f"The request '{self.request.title}' was withdrawn; nothing is left to decide.",
+                *self._summary(),
+            ],
+            "withdrawn",
+        )
+
+    def _past(self, verdict: str) -> str:
+        """A verdict as a past-tense verb."""
+        if self._human_wording:
+            return "approved" if verdict == "approve" else "rejected"
+        return f"{verdict}d"
 
     # -- decisions ---------------------------------------------------------------------------
 
@@ -357,7 +417,7 @@ class Approval:
         )
         self._log(
             decision.approver,
-            f"{decision.verdict}d",
+            self._past(decision.verdict),
             (decision.reason or "") + (f" (via {decision.via})" if decision.via != "api" else ""),
         )
         self._evaluate()
@@ -404,6 +464,14 @@ class Approval:
             deadline=self.deadline,
         )
 
+        # Cancelled (when the request has ended and we stop waiting), an attempt under
+        # way still finishes: nothing is left running when the workflow closes.
+        cancellation = (
+            ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if self._bounded_notifications
+            else ActivityCancellationType.TRY_CANCEL
+        )
+
         async def send() -> None:
             try:
                 result = await workflow.execute_activity_method(
@@ -411,9 +479,21 @@ class Approval:
                     message,
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     retry_policy=NOTIFY_RETRY,
+                    cancellation_type=cancellation,
                 )
             except Exception as exc:
-                self._log("muster", "notification failed", f"{event}: {exc}")
+                if not self._bounded_notifications:
+                    self._log("muster", "notification failed", f"{event}: {exc}")
+                elif self._giving_up and is_cancelled_exception(exc):
+                    minutes = NOTIFY_GRACE.total_seconds() / 60
+                    self._log(
+                        "muster",
+                        "notification abandoned",
+                        f"{event}: still not delivered {minutes:g} min after the request "
+                        "ended; see the approval worker's log",
+                    )
+                else:
+                    self._log("muster", "notification failed", f"{event}: {_failure(exc)}")
                 return
             sent = ", ".join(result.emailed) or "no e-mail"
             hook = " and webhook" if result.webhook else ""
@@ -426,6 +506,20 @@ class Approval:
         while self._notifications:
             pending, self._notifications = self._notifications, []
             await asyncio.gather(*pending)
+
+    async def _settle_notifications(self) -> None:
+        """Wait a little for notifications still being tried, then stop waiting: cancel
+        them (each is recorded as abandoned) rather than hold the ended request open."""
+        try:
+            await workflow.wait_condition(
+                lambda: all(task.done() for task in self._notifications), timeout=NOTIFY_GRACE
+            )
+        except TimeoutError:
+            self._giving_up = True
+            for task in self._notifications:
+                if not task.done():
+                    task.cancel()
+        await self._finish_notifications()
 
     def _upsert(self) -> None:
         request = self.request
@@ -440,9 +534,20 @@ class Approval:
                 rules.awaited(self._ballot()) if self.status == ApprovalStatus.PENDING else []
             ),
         ]
+        if self._decided_by:
+            updates.append(sa.DECIDED_BY.value_set(sorted({d.approver for d in self.decisions})))
         if request.amount is not None:
             updates += [
                 sa.AMOUNT_MINOR.value_set(request.amount.amount_minor),
                 sa.CURRENCY.value_set(request.amount.currency),
             ]
         workflow.upsert_search_attributes(updates)
+
+
+def _failure(error: BaseException) -> str:
+    """What went wrong with an activity, in its own words (ActivityError wraps the cause)."""
+    cause = error.__cause__
+    if isinstance(cause, ApplicationError):
+        prefix = "cannot be delivered: " if cause.type == UNDELIVERABLE else ""
+        return prefix + cause.message
+    return str(cause or error)
