@@ -382,3 +382,28 @@ async def test_kubectl_muster_lists_and_decides_approvals(running: Platform) -> 
         state = (await api.get(f"/v1/approvals/{request_id}")).json()
     assert state["status"] == "approved"
     assert [d["approver"] for d in state["decisions"]] == ["alice", "bob"]
+
+
+async def test_a_declined_card_is_one_log_line_without_a_traceback(running: Platform) -> None:
+    body = order_body()
+    body["payment_token"] = "tok_declined"
+    async with running.client("shop") as shop:
+        placed = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "dec-1"})
+        assert placed.status_code == 201, placed.text
+
+        async def compensated() -> bool:
+            state = (await shop.get(f"/v1/orders/{body['order_id']}")).json()
+            return bool(state["status"] == "compensated")
+
+        await async_wait_until(compensated, what="declined order compensated", timeout=60)
+    records = [
+        json.loads(line)
+        for line in (running.tmp / "fulfillment.log").read_text().splitlines()
+        if line.startswith("{") and body["order_id"] in line
+    ]
+    declined = [r for r in records if "CardDeclined" in r["msg"]]
+    assert len(declined) == 1, declined
+    assert declined[0]["level"] == "info"
+    assert "card was declined" in declined[0]["msg"]
+    assert not [r for r in records if "exc" in r], "a traceback was logged for an expected failure"
+

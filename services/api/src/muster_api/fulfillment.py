@@ -60,6 +60,15 @@ class OrderItem(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     sku: Sku = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$", description="stock keeping unit")
+    # Left out of the serialized form when unset, so orders without names travel exactly
+    # as before (workflow inputs and activity arguments are part of recorded histories).
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="what the shop calls the item (approvers see it)",
+        exclude_if=lambda value: value is None,
+    )
     quantity: int = Field(ge=1, le=1000)
     unit_price: Money
 

@@ -17,7 +17,7 @@ import httpx
 from opentelemetry import propagate, trace
 from pydantic import BaseModel, ConfigDict
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from muster_api.common import Money
 from muster_api.fulfillment import Address, OrderItem
@@ -157,7 +157,16 @@ class Backends:
         what = problem.get("detail") or problem.get("title") or response.text[:200]
         message = f"{backend} refused ({response.status_code}): {what}"
         if kind is not None:
-            raise ApplicationError(message, problem, type=kind, non_retryable=True)
+            # Expected (a declined card, an empty shelf): one line in the log, no traceback
+            # (the SDK logs a benign failure's traceback at DEBUG only), and no retries.
+            activity.logger.info("%s: %s; the order is compensated", kind, message)
+            raise ApplicationError(
+                message,
+                problem,
+                type=kind,
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
+            )
         if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
             # A contract violation (or a reused idempotency key): retrying cannot help.
             raise ApplicationError(message, problem, type="BackendRejected", non_retryable=True)
@@ -229,12 +238,18 @@ class FulfillmentActivities:
         """
         requirement = self.approval_requirement(request.amount)
         if requirement is not None and not request.approval:
+            activity.logger.info(
+                "%s needs an approval under policy %s; the order waits for it",
+                request.amount,
+                requirement.policy,
+            )
             raise ApplicationError(
-                f"a charge of {request.amount} needs an approval under policy "
-                f"{requirement.policy!r} (threshold {requirement.threshold})",
+                f"a charge of {request.amount.display()} needs an approval under policy "
+                f"{requirement.policy} (from {requirement.threshold.display()} on)",
                 requirement,
                 type=APPROVAL_REQUIRED,
                 non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
             )
         body = {
             "order_id": request.order_id,

@@ -52,6 +52,9 @@ with workflow.unsafe.imports_passed_through():
 
 ENDED = {OrderStatus.FULFILLED, OrderStatus.COMPENSATED, OrderStatus.RESOLVED}
 
+APPROVAL_WORDS_PATCH = "approval-outcome-in-words"
+"""The approval step's record says "approved by alice", not "approved by ['alice']"."""
+
 # MusterStatus values in visibility; every other status shows as "in_progress".
 VISIBLE_STATUS = {
     OrderStatus.AWAITING_APPROVAL: "awaiting_approval",
@@ -267,14 +270,22 @@ class OrderFulfillment:
             parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
         )
         self.approval = result.status
+        if workflow.patched(APPROVAL_WORDS_PATCH):
+            outcome = result.status.replace("_", " ")
+            by = f" by {', '.join(result.decided_by)}" if result.decided_by else ""
+            failed = outcome + (f": {result.reason}" if result.reason else "")
+            granted = outcome + by
+        else:
+            failed = f"{result.status}: {result.reason or ''}"
+            granted = f"{result.status} by {result.decided_by}"
         if not result.approved:
-            self._record("approval", "do", "failed", f"{result.status}: {result.reason or ''}")
+            self._record("approval", "do", "failed", failed)
             raise ApplicationError(
                 f"approval {result.status}" + (f": {result.reason}" if result.reason else ""),
                 type="ApprovalRejected",
                 non_retryable=True,
             )
-        self._record("approval", "do", "succeeded", f"{result.status} by {result.decided_by}")
+        self._record("approval", "do", "succeeded", granted)
         return request_id
 
     async def _compensate(self, saga: Saga, reason: str) -> None:
