@@ -73,7 +73,7 @@ up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--he
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv kube-tools browser prometheus chart-tools image-base
+test-all: venv kube-tools browser axe prometheus chart-tools image-base
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -96,7 +96,7 @@ chaos: venv ## the order chaos run, bigger: make chaos CHAOS_ORDERS=2000 CHAOS_K
 		$(PYTEST) tests/temporal/test_fulfillment_chaos.py -s $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: venv browser prometheus dashboard-check ## the local stack as a user runs it, and the approver page in Chromium
+test-e2e: venv browser prometheus dashboard-check axe ## the local stack as a user runs it, and the approver page in Chromium
 	@$(PYTEST) tests/e2e $(PYTEST_ARGS)
 
 # Debian packages the tests need, installed with apt-get as root or with password-less sudo:
@@ -117,6 +117,22 @@ endef
 browser: ## install headless Chromium (Debian package) for the browser test, if missing
 	@if [ -n "$${MUSTER_CHROMIUM:-}" ] || command -v chromium >/dev/null; then exit 0; fi; \
 	$(call apt_install,chromium,the browser test, or set MUSTER_CHROMIUM to a Chromium/Chrome binary)
+
+# The browser test checks every page of the approver journey with axe-core, injected into
+# the page from npm's package (installed here, git-ignored; nothing is fetched at test time).
+AXE_VERSION := 4.14.1
+AXE_STAMP := $(ROOT)/node_modules/.axe-core-$(AXE_VERSION)
+
+$(AXE_STAMP):
+	@command -v npm >/dev/null || { $(call apt_install,npm,installing axe-core for the browser test,) ; }
+	@echo "installing axe-core $(AXE_VERSION) from npm into node_modules/"
+	@rm -f $(ROOT)/node_modules/.axe-core-*
+	@npm install --prefix $(ROOT) --no-save --no-package-lock --no-audit --no-fund \
+		--loglevel=error axe-core@$(AXE_VERSION) >/dev/null
+	@touch $@
+
+.PHONY: axe
+axe: $(AXE_STAMP) ## install axe-core (npm) for the browser test's accessibility checks
 
 # Prometheus and promtool (Debian's package) check the chart's alert rules and dashboard
 # queries; the package's own service is not started.

@@ -5,6 +5,7 @@ receiver, and the gateway, all against the session's dev server."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -81,6 +82,8 @@ class Platform:
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     """/metrics URL of each process by its module."""
+    session_key: bytes = b""
+    """The key the gateway signs web sessions with (tests mint expired and forged ones)."""
 
     def client(self, user: str) -> httpx.AsyncClient:
         """An API client authenticated as ``user``."""
@@ -160,6 +163,8 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
             "MUSTER_MAILBOX_",
         )
         gateway_port = free_port()
+        session_key = tmp / "session.key"
+        session_key.write_bytes(os.urandom(32).hex().encode())
         approval_env = {
             **temporal_env,
             "MUSTER_APPROVAL_POLICIES_DIR": str(policies),
@@ -177,6 +182,7 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
             approval_env=approval_env,
             tmp=tmp,
             processes=processes,
+            session_key=session_key.read_bytes(),
         )
         found.start_approval_worker()
         processes["fulfillment"] = _start_ready(
@@ -196,6 +202,7 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
                 "MUSTER_GATEWAY_DIRECTORY_FILE": str(REPO / "examples" / "directory.yaml"),
                 "MUSTER_GATEWAY_AUTH__TOKENS_FILE": str(REPO / "examples/gateway/tokens.yaml"),
                 "MUSTER_GATEWAY_AUTH__MODE": "tokens+proxy",
+                "MUSTER_GATEWAY_AUTH__SESSION_SECRET_FILE": str(session_key),
             },
             tmp / "gateway.log",
             "MUSTER_GATEWAY_",

@@ -407,3 +407,64 @@ async def test_a_declined_card_is_one_log_line_without_a_traceback(running: Plat
     assert "card was declined" in declined[0]["msg"]
     assert not [r for r in records if "exc" in r], "a traceback was logged for an expected failure"
 
+
+async def test_admins_see_every_request_on_the_page(running: Platform) -> None:
+    created = await create(running, "dave", purchase("Admin sees this"))
+    request_id = created["request"]["request_id"]
+    await _wait_asked(running, "dave", request_id)
+    async with running.client("carol") as carol:  # carol is in muster-admins, not asked
+
+        async def listed() -> str | None:
+            page = await carol.get("/ui/")
+            return page.text if request_id in page.text else None
+
+        page = await async_wait_until(listed, what="the request on carol's page", timeout=30)
+    assert "Everyone&#39;s open requests" in page or "Everyone's open requests" in page
+    assert "Admin sees this" in page
+    async with running.client("bob") as bob:
+        assert "Everyone" not in (await bob.get("/ui/")).text  # not an admin
+
+
+async def test_decided_by_me_lists_what_i_decided(running: Platform) -> None:
+    created = await create(running, "dave", purchase("Decided history"))
+    request_id = created["request"]["request_id"]
+    await _wait_asked(running, "dave", request_id)
+    async with running.client("alice") as alice:
+        decided = await alice.post(
+            f"/v1/approvals/{request_id}/reject", json={"reason": "not this quarter"}
+        )
+        assert decided.json()["status"] == "rejected"
+
+        async def listed() -> str | None:
+            page = await alice.get("/ui/decided")
+            return page.text if request_id in page.text else None
+
+        page = await async_wait_until(listed, what="the request under decided by me", timeout=30)
+        assert "rejected: not this quarter" in page
+        # Through the API too: a closed request alice decided is still hers to list.
+        rows = (await alice.get("/v1/approvals", params={"status": "rejected"})).json()
+        assert request_id in [row["request_id"] for row in rows]
+    async with running.client("bob") as bob:
+        assert request_id not in (await bob.get("/ui/decided")).text
+
+
+async def test_a_requester_allowed_to_self_approve_gets_the_buttons(running: Platform) -> None:
+    policies = running.tmp / "policies"
+    (policies / "self-service.yaml").write_text(
+        "apiVersion: muster.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: self-service}\n"
+        "spec:\n  appliesTo: {kinds: [self-service]}\n  approvers: {users: [alice, bob]}\n"
+        "  allowSelfApproval: true\n"
+    )
+    body = {"kind": "self-service", "title": "Own laptop", "policy": "self-service"}
+
+    async def created() -> dict[str, Any] | None:
+        async with running.client("alice") as api:
+            response = await api.post("/v1/approvals", json=body)
+        return dict(response.json()) if response.status_code == 201 else None
+
+    state = await async_wait_until(created, what="the new policy picked up", timeout=30)
+    request_id = state["request"]["request_id"]
+    await _wait_asked(running, "alice", request_id)
+    async with running.client("alice") as alice:
+        page = (await alice.get(f"/ui/approvals/{request_id}")).text
+    assert ">Approve</button>" in page

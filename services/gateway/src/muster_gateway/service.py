@@ -271,6 +271,7 @@ class Gateway:
         status: str | None = None,
         policy: str | None = None,
         approver: str | None = None,
+        decided_by: str | None = None,
         limit: int = 50,
     ) -> list[ApprovalSummary]:
         """Requests matching the filters that the caller is involved in (all, for admins)."""
@@ -286,9 +287,14 @@ class Gateway:
             clauses.append(f"MusterPolicy = '{_safe(policy, 'policy')}'")
         if approver is not None:
             clauses.append(f"MusterApprovers = '{_safe(approver, 'approver')}'")
+        if decided_by is not None:
+            clauses.append(f"MusterDecidedBy = '{_safe(decided_by, 'decided_by')}'")
         if not self.is_admin(caller):
             user = _safe(caller.user, "user")
-            clauses.append(f"(MusterRequester = '{user}' OR MusterApprovers = '{user}')")
+            clauses.append(
+                f"(MusterRequester = '{user}' OR MusterApprovers = '{user}'"
+                f" OR MusterDecidedBy = '{user}')"
+            )
         query = " AND ".join(clauses)
         found = []
         async for execution in self.client.list_workflows(query, limit=limit):
