@@ -11,8 +11,9 @@ kubectl finds ``kubectl-muster`` on the PATH and runs it as ``kubectl muster ...
 Triggers and backfills are annotations with a token that the operator acts on once and
 echoes in status, so the verbs wait (``--timeout``) until the operator has acted.
 ``describe`` reads Temporal directly (``TEMPORAL_ADDRESS`` ...); ``approvals`` talks to the
-gateway (``--gateway`` or ``MUSTER_GATEWAY_URL``, token from ``--token`` or
-``MUSTER_TOKEN``).
+gateway: ``--gateway`` or ``MUSTER_GATEWAY``, else the Muster gateway Service of the current
+kube context (its load balancer address, or ``kubectl port-forward`` to it for the command's
+duration); the token comes from ``--token`` or ``MUSTER_TOKEN``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast, get_args
 
@@ -49,7 +55,9 @@ from muster_runtime.polling import PollTimeout, wait_until
 from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
 
 GROUP, VERSION, PLURAL = v1alpha1.GROUP, v1alpha1.VERSION, "schedules"
-DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+GATEWAY_SELECTOR = "app.kubernetes.io/part-of=muster,app.kubernetes.io/component=gateway"
+"""Labels of the chart's gateway Service."""
+GATEWAY_HINT = "set MUSTER_GATEWAY=https://<the gateway> or pass --gateway URL"
 
 
 class CommandError(Exception):
@@ -428,17 +436,157 @@ def cmd_describe(args: argparse.Namespace) -> int:
 # -- approvals (through the gateway) ---------------------------------------------------------
 
 
-def _gateway(args: argparse.Namespace) -> httpx.Client:
-    token = args.token or os.environ.get("MUSTER_TOKEN")
+def _gateway_token(args: argparse.Namespace) -> str:
+    token: str | None = args.token or os.environ.get("MUSTER_TOKEN")
     if not token:
         raise CommandError(
-            "approvals need your gateway token: pass --token or set MUSTER_TOKEN", code=2
+            "approvals need your gateway token: pass --token TOKEN or set MUSTER_TOKEN=TOKEN "
+            "(the access token you sign in to the approver page with; your Muster admin "
+            "issues it)",
+            code=2,
         )
-    return httpx.Client(
-        base_url=args.gateway.rstrip("/") + "/v1",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=args.request_timeout,
-    )
+    return token
+
+
+@dataclass(frozen=True)
+class GatewayService:
+    """The chart's gateway Service as found in a kube context."""
+
+    namespace: str
+    name: str
+    port: int
+    address: str | None
+    """Its load balancer's address, if it has one."""
+
+    @classmethod
+    def of(cls, service: k8s.V1Service) -> GatewayService:
+        meta = service.metadata or k8s.V1ObjectMeta()
+        ports = (service.spec.ports if service.spec else None) or []
+        chosen = next((p for p in ports if p.name == "http"), ports[0] if ports else None)
+        balancer = service.status.load_balancer if service.status else None
+        ingress = (balancer.ingress if balancer else None) or []
+        return cls(
+            namespace=str(meta.namespace),
+            name=str(meta.name),
+            port=int(chosen.port) if chosen else 80,
+            address=next((i.ip or i.hostname for i in ingress if i.ip or i.hostname), None),
+        )
+
+
+def _gateway_service(args: argparse.Namespace) -> GatewayService:
+    """The Muster gateway Service in the namespace of the current kube context (or -n)."""
+    try:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=args.kubeconfig, context=args.context
+        )
+        contexts, active = k8s_config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=args.kubeconfig
+        )
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise CommandError(
+            f"no gateway given and no kube context to find one in ({exc}); {GATEWAY_HINT}", 2
+        ) from None
+    if args.context:
+        active = next((c for c in contexts if c.get("name") == args.context), active)
+    context = active.get("name", "?")
+    namespace = args.namespace or active.get("context", {}).get("namespace") or "default"
+    core = k8s.CoreV1Api()
+    try:
+        found = core.list_namespaced_service(namespace, label_selector=GATEWAY_SELECTOR).items
+    except ApiException as exc:
+        raise CommandError(
+            f"no gateway given, and looking for the Muster gateway Service in kube context "
+            f"{context} failed: {_api_message(exc)}; {GATEWAY_HINT}"
+        ) from None
+    except OSError as exc:  # urllib3's connection errors
+        raise CommandError(
+            f"no gateway given, and the API server of kube context {context} cannot be "
+            f"reached ({exc}); {GATEWAY_HINT}"
+        ) from None
+    services = [GatewayService.of(service) for service in found]
+    if not services:
+        raise CommandError(
+            f"no gateway given, and namespace {namespace} of kube context {context} has no "
+            f"Muster gateway Service (labels {GATEWAY_SELECTOR}); name the namespace it runs "
+            f"in with -n NAMESPACE, or {GATEWAY_HINT}"
+        )
+    if len(services) > 1:
+        names = ", ".join(s.name for s in services)
+        raise CommandError(
+            f"namespace {namespace} of kube context {context} has several Muster gateway "
+            f"Services ({names}); {GATEWAY_HINT}"
+        )
+    return services[0]
+
+
+@contextmanager
+def _port_forward(args: argparse.Namespace, service: GatewayService) -> Iterator[str]:
+    """``kubectl port-forward`` to the Service for as long as the command runs."""
+    kubectl = shutil.which("kubectl")
+    where = f"{service.namespace}/{service.name}"
+    if kubectl is None:
+        raise CommandError(
+            f"found the gateway Service {where}, but no kubectl to port-forward to it; "
+            f"{GATEWAY_HINT}"
+        )
+    command = [kubectl]
+    if args.kubeconfig:
+        command += ["--kubeconfig", str(args.kubeconfig)]
+    if args.context:
+        command += ["--context", str(args.context)]
+    # A gateway without a running pod fails in seconds, not after kubectl's minute.
+    command += ["port-forward", "--pod-running-timeout=15s", "-n", service.namespace,
+                f"service/{service.name}", f":{service.port}"]  # fmt: skip
+    forward = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert forward.stdout is not None
+        line = forward.stdout.readline()  # "Forwarding from 127.0.0.1:PORT -> ..." or EOF
+        found = re.search(r"127\.0\.0\.1:(\d+)", line)
+        if found is None:
+            forward.kill()
+            error = (forward.communicate(timeout=10)[1] or line).strip()
+            raise CommandError(
+                f"cannot port-forward to the gateway Service {where}: {error}; {GATEWAY_HINT}"
+            )
+        print(
+            f"(using gateway Service {where} through kubectl port-forward; set "
+            "MUSTER_GATEWAY to skip this)",
+            file=sys.stderr,
+        )
+        yield f"http://127.0.0.1:{found.group(1)}"
+    finally:
+        if forward.poll() is None:
+            forward.terminate()
+            forward.wait(timeout=10)
+
+
+@contextmanager
+def _gateway_url(args: argparse.Namespace) -> Iterator[str]:
+    """Where the gateway is: --gateway, $MUSTER_GATEWAY, or the kube context's Service."""
+    given = args.gateway or os.environ.get("MUSTER_GATEWAY") or os.environ.get("MUSTER_GATEWAY_URL")
+    if given:
+        yield given
+        return
+    service = _gateway_service(args)
+    if service.address:
+        yield f"http://{service.address}:{service.port}"
+        return
+    with _port_forward(args, service) as url:
+        yield url
+
+
+@contextmanager
+def _gateway(args: argparse.Namespace) -> Iterator[httpx.Client]:
+    token = _gateway_token(args)
+    with (
+        _gateway_url(args) as url,
+        httpx.Client(
+            base_url=url.rstrip("/") + "/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=args.request_timeout,
+        ) as http,
+    ):
+        yield http
 
 
 def _call(http: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
@@ -573,8 +721,9 @@ def parser() -> argparse.ArgumentParser:
     approvals = verbs.add_parser("approvals", help="approval requests, through the gateway")
     approvals.add_argument(
         "--gateway",
-        default=os.environ.get("MUSTER_GATEWAY_URL", DEFAULT_GATEWAY),
-        help="gateway URL (default $MUSTER_GATEWAY_URL or http://127.0.0.1:8080)",
+        default=None,
+        help="gateway URL (default $MUSTER_GATEWAY, else the Muster gateway Service of the "
+        "current kube context)",
     )
     approvals.add_argument("--token", help="your gateway token (default $MUSTER_TOKEN)")
     approvals.add_argument("--request-timeout", type=float, default=30.0)
