@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -468,3 +469,41 @@ async def test_a_requester_allowed_to_self_approve_gets_the_buttons(running: Pla
     async with running.client("alice") as alice:
         page = (await alice.get(f"/ui/approvals/{request_id}")).text
     assert ">Approve</button>" in page
+
+
+def muster_orders(running: Platform, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    """``muster-orders`` as a person runs it, against the platform's Temporal."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "muster-orders"), *args],
+        input=stdin, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **{k: v for k, v in running.approval_env.items() if "TEMPORAL" in k}},
+    )  # fmt: skip
+
+
+async def test_muster_orders_place_wait_prints_one_line(running: Platform) -> None:
+    good, declined = order_body(), order_body()
+    declined["payment_token"] = "tok_declined"
+    placed = await asyncio.to_thread(
+        muster_orders, running, "place", "-", "--wait", stdin=json.dumps(good)
+    )
+    assert placed.returncode == 0, placed.stderr
+    line = placed.stdout.strip()
+    assert line.startswith(f"order {good['order_id']}: fulfilled (25.00 EUR, tracking number ")
+    assert "\n" not in line
+    refused = await asyncio.to_thread(
+        muster_orders, running, "place", "-", "--wait", stdin=json.dumps(declined)
+    )
+    assert refused.returncode == 1
+    assert refused.stdout.strip() == (
+        f"order {declined['order_id']}: compensated: card declined (payment refused (402): "
+        "the card was declined)"
+    )
+    full = await asyncio.to_thread(
+        muster_orders, running, "place", "-", "--wait", "--json",
+        stdin=json.dumps(order_body()),
+    )  # fmt: skip
+    assert full.returncode == 0, full.stderr
+    assert json.loads(full.stdout)["status"] == "fulfilled"
+    bare = await asyncio.to_thread(muster_orders, running, "place", "-", "--json", stdin="{}")
+    assert bare.returncode == 2
+    assert "--json goes with --wait" in bare.stderr

@@ -1,6 +1,9 @@
 """``muster-orders``: place, inspect, cancel and resolve orders from a terminal.
 
 Talks to whatever Temporal the ``TEMPORAL_*`` variables name (``muster up`` prints them).
+``place --wait`` waits until the order is fulfilled, compensated or needs a person, and
+prints one line saying which (``--json``: the whole state); it exits 0 when the order went
+through and 1 when it did not.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +29,10 @@ from muster_api.fulfillment import (
     WORKFLOW,
     FulfillmentInput,
     Order,
-    OrderResult,
     OrderState,
+    OrderStatus,
     ResolveInput,
+    approval_request_id,
     start_attributes,
     workflow_id,
 )
@@ -42,8 +47,72 @@ def read_order(path: str) -> Order:
     return Order.model_validate_json(text)
 
 
-async def place(client: Client, order: Order, *, wait: bool) -> str:
-    """Start the order's workflow; optionally wait for its result."""
+SETTLED = {
+    OrderStatus.FULFILLED,
+    OrderStatus.COMPENSATED,
+    OrderStatus.RESOLVED,
+    OrderStatus.NEEDS_ATTENTION,
+}
+"""Where ``--wait`` stops: the order ended, or it waits for a person."""
+WENT_THROUGH = {OrderStatus.FULFILLED, OrderStatus.RESOLVED}
+_FAILURE = re.compile(r"^((?:[A-Z][a-z]+)+): (.*)$", re.DOTALL)
+
+
+def failure_words(failure: str | None) -> str:
+    """A saga's failure for people: ``CardDeclined: payment refused (402): the card was
+    declined`` becomes ``card declined (payment refused (402): the card was declined)``."""
+    if not failure:
+        return "no reason recorded"
+    found = _FAILURE.match(failure)
+    if found is None:
+        return failure
+    kind = re.sub(r"(?<!^)([A-Z])", r" \1", found.group(1)).lower().replace("sku", "SKU")
+    return f"{kind} ({found.group(2)})"
+
+
+def outcome_line(state: OrderState) -> str:
+    """One line: fulfilled / compensated: why / needs attention: why and what to do."""
+    head = f"order {state.order_id}"
+    if state.status == OrderStatus.FULFILLED:
+        tracking = f", tracking number {state.tracking_number}" if state.tracking_number else ""
+        return f"{head}: fulfilled ({state.total.display()}{tracking})"
+    if state.status == OrderStatus.COMPENSATED:
+        return f"{head}: compensated: {failure_words(state.failure)}"
+    if state.status == OrderStatus.NEEDS_ATTENTION:
+        owed = ", ".join(state.attention.failed_compensations) if state.attention else "?"
+        why = failure_words(state.attention.reason if state.attention else state.failure)
+        return (
+            f"{head}: needs attention: {why}; still owed: {owed} (muster-orders resolve "
+            f"{state.order_id} --action retry_compensation|mark_resolved)"
+        )
+    if state.status == OrderStatus.RESOLVED:
+        return f"{head}: resolved by a person: {state.resolution_note or ''}".rstrip(": ")
+    return f"{head}: {state.status.value.replace('_', ' ')}"
+
+
+async def wait_for_outcome(client: Client, order_id: str, poll: float = 0.5) -> OrderState:
+    """Query the order until it ended or waits for a person; says so once if it waits for
+    an approval (that may take days)."""
+    handle = client.get_workflow_handle(workflow_id(order_id))
+    told = False
+    while True:
+        state: OrderState = await handle.query(STATE_QUERY, result_type=OrderState)
+        if state.status in SETTLED:
+            return state
+        if state.status == OrderStatus.AWAITING_APPROVAL and not told:
+            print(
+                f"order {order_id} awaits approval (request {approval_request_id(order_id)}); "
+                "waiting ...",
+                file=sys.stderr,
+            )
+            told = True
+        await asyncio.sleep(poll)
+
+
+async def place(
+    client: Client, order: Order, *, wait: bool, as_json: bool = False
+) -> tuple[str, int]:
+    """Start the order's workflow; with ``wait``, its outcome (a line, or JSON) and exit code."""
     handle = await client.start_workflow(
         WORKFLOW,
         FulfillmentInput(order=order),
@@ -51,12 +120,13 @@ async def place(client: Client, order: Order, *, wait: bool) -> str:
         task_queue=TASK_QUEUE,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=start_attributes(order),
-        result_type=OrderResult,
     )
     if not wait:
-        return f"order {order.order_id} placed (workflow {handle.id}, run {handle.result_run_id})"
-    result: OrderResult = await handle.result()
-    return result.model_dump_json(indent=2)
+        placed = f"order {order.order_id} placed (workflow {handle.id}, run {handle.result_run_id})"
+        return placed, 0
+    state = await wait_for_outcome(client, order.order_id)
+    code = 0 if state.status in WENT_THROUGH else 1
+    return (state.model_dump_json(indent=2) if as_json else outcome_line(state)), code
 
 
 async def status(client: Client, order_id: str) -> str:
@@ -84,7 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("place", help="place an order from a JSON file (- for stdin)")
     p.add_argument("file")
-    p.add_argument("--wait", action="store_true", help="wait for the outcome and print it")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the order is fulfilled, compensated or needs a person; print one line "
+        "(exit 0 when it went through, 1 when not)",
+    )
+    p.add_argument("--json", action="store_true", help="with --wait: print the whole state")
     s = sub.add_parser("status", help="show an order's state and step history")
     s.add_argument("order_id")
     c = sub.add_parser("cancel", help="cancel an order (compensates unless already shipped)")
@@ -102,11 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run(args: argparse.Namespace, temporal: TemporalSettings) -> str:
-    """Execute one command."""
+async def run(args: argparse.Namespace, temporal: TemporalSettings) -> str | tuple[str, int]:
+    """Execute one command: what to print (and, for ``place``, the exit code)."""
     client = await connect(temporal, tracing=False)
     if args.command == "place":
-        return await place(client, read_order(args.file), wait=args.wait)
+        return await place(client, read_order(args.file), wait=args.wait, as_json=args.json)
     if args.command == "status":
         return await status(client, args.order_id)
     if args.command == "cancel":
@@ -123,15 +199,21 @@ async def run(args: argparse.Namespace, temporal: TemporalSettings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``muster-orders``."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "place" and args.json and not args.wait:
+        parser.error("--json goes with --wait (it prints the order's state once it settled)")
     try:
         temporal = load_settings(TemporalSettings)
     except SettingsError as exc:
         for line in exc.problems:
             print(f"muster-orders: configuration error: {line}", file=sys.stderr)
         exit_now(2)
+    code = 0
     try:
-        print(asyncio.run(run(args, temporal)))
+        done = asyncio.run(run(args, temporal))
+        text, code = done if isinstance(done, tuple) else (done, 0)
+        print(text)
     except (ValidationError, json.JSONDecodeError) as exc:
         print(f"muster-orders: invalid order: {exc}", file=sys.stderr)
         exit_now(2)
@@ -147,4 +229,4 @@ def main(argv: Sequence[str] | None = None) -> None:
     except RPCError as exc:
         print(f"muster-orders: Temporal said: {exc.message}", file=sys.stderr)
         exit_now(1)
-    exit_now(0)
+    exit_now(code)
