@@ -1,6 +1,8 @@
 """``make up`` as a person runs it: the stack comes up on the ports asked for, probes and
-metrics answer, Muster's search attributes are registered, a crashed service is
-restarted, a second ``muster up`` says one is running, and Ctrl-C leaves no process behind."""
+metrics answer, Muster's search attributes are registered, a policy applied with ``muster
+apply`` works at once, ``muster-orders place --wait`` says how the order ended, a crashed
+service is restarted, a second ``muster up`` says one is running, and Ctrl-C leaves no
+process behind."""
 
 from __future__ import annotations
 
@@ -22,6 +24,17 @@ pytestmark = pytest.mark.timeout(300)
 MUSTER = Path(sys.executable).parent / "muster"
 MUSTER_ORDERS = Path(sys.executable).parent / "muster-orders"
 TEMPORAL = Path(sys.executable).parent / "temporal"
+
+
+LAPTOPS = """\
+apiVersion: muster.io/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: laptops}
+spec:
+  appliesTo: {kinds: [laptop]}
+  approvers: {users: [alice]}
+  timeout: 2d
+"""
 
 
 def alive(pid: int) -> bool:
@@ -130,6 +143,41 @@ def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
             timeout=10,
         )
         assert listed.status_code == 200, listed.text
+
+        # A new policy applied with `muster apply` works at once: it is published where the
+        # running gateway and approval worker read (the stack's state file says where).
+        assert info["policies"] == {
+            "dir": str(state.resolve() / "policies"), "read_by": ["approval", "gateway"]
+        }  # fmt: skip
+        assert "policies: approvalpolicy default/large-orders published to" in text
+        laptops = tmp_path / "laptops.yaml"
+        laptops.write_text(LAPTOPS)
+        applied = subprocess.run(
+            [str(MUSTER), "apply", "-f", str(laptops)],
+            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+            env={**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+                 "MUSTER_UP_STATE_DIR": str(state)},
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+        published = state.resolve() / "policies" / "default.laptops.yaml"
+        assert f"approvalpolicy default/laptops published to {published}" in applied.stdout
+        assert "reads" in applied.stdout
+        assert "its approval and gateway use these policies" in applied.stdout
+        dave = {"Authorization": "Bearer dave-demo-token"}
+        created = httpx.post(
+            gateway_api + "/v1/approvals", json={"kind": "laptop", "title": "A laptop"},
+            headers=dave, timeout=30,
+        )  # fmt: skip
+        assert created.status_code == 201, created.text
+        request_id = created.json()["request"]["request_id"]
+
+        def asked() -> bool:
+            state_now = httpx.get(
+                f"{gateway_api}/v1/approvals/{request_id}", headers=dave, timeout=30
+            ).json()
+            return bool(state_now["deadline"]) and state_now["policy"] == "laptops"
+
+        wait_until(asked, what="the request under the new policy asked", timeout=60)
 
         # The README's large order: placed by the shop, it waits for finance; alice approves
         # it through the API and it is fulfilled; the approvers were mailed.

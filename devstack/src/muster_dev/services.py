@@ -2,7 +2,8 @@
 
 Production packages know nothing of local ports or example files; everything that wires
 them together on one machine (which port a service gets, the backend URLs a worker calls,
-the mailbox the approval worker sends to, the example policies and demo tokens) is here.
+the mailbox the approval worker sends to, the policies folder, the demo people and tokens) is
+here.
 The configuration reference (``make generate``) reads the same table.
 """
 
@@ -27,6 +28,22 @@ class Local:
     def examples(self, *parts: str) -> str:
         """A path under the example files' folder."""
         return str(self.examples_dir.joinpath(*parts).resolve())
+
+    @property
+    def policies(self) -> str:
+        """Where the local gateway and approval worker read ApprovalPolicies: the state
+        folder's ``policies/``, which ``muster up`` fills from ``examples/policies`` and
+        ``muster apply`` publishes into (so a new policy works at once)."""
+        return str(policies_dir(self.state))
+
+
+POLICIES_DIR_VARIABLES = ("MUSTER_APPROVAL_POLICIES_DIR", "MUSTER_GATEWAY_POLICIES_DIR")
+"""The settings through which services read a policies folder."""
+
+
+def policies_dir(state: Path) -> Path:
+    """The policies folder of a stack's state folder."""
+    return state / "policies"
 
 
 Wiring = Callable[[Local], Mapping[str, str]]
@@ -68,7 +85,7 @@ def _backends(local: Local) -> dict[str, str]:
 
 def _approval(local: Local) -> dict[str, str]:
     env = {
-        "MUSTER_APPROVAL_POLICIES_DIR": local.examples("policies"),
+        "MUSTER_APPROVAL_POLICIES_DIR": local.policies,
         "MUSTER_APPROVAL_DIRECTORY_FILE": local.examples("directory.yaml"),
     }
     if "mailbox.smtp" in local.ports:
@@ -94,7 +111,7 @@ def _fulfillment(local: Local) -> dict[str, str]:
 def _gateway(local: Local) -> dict[str, str]:
     return {
         "MUSTER_GATEWAY_AUTH__TOKENS_FILE": local.examples("gateway", "tokens.yaml"),
-        "MUSTER_GATEWAY_POLICIES_DIR": local.examples("policies"),
+        "MUSTER_GATEWAY_POLICIES_DIR": local.policies,
         "MUSTER_GATEWAY_DIRECTORY_FILE": local.examples("directory.yaml"),
     }
 

@@ -30,9 +30,16 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from muster_dev.process import ManagedProcess, port_in_use
-from muster_dev.prometheus import PrometheusConfig, PrometheusServer
-from muster_dev.services import SERVICES, Local, ServiceSpec, installed
-from muster_dev.temporal import DevServer, DevServerConfig
+from muster_dev.prometheus import PrometheusConfig, PrometheusServer, prometheus_binary
+from muster_dev.services import (
+    POLICIES_DIR_VARIABLES,
+    SERVICES,
+    Local,
+    ServiceSpec,
+    installed,
+    policies_dir,
+)
+from muster_dev.temporal import DevServer, DevServerConfig, ToolMissing
 from muster_runtime.canary.ping import ping_canary
 from muster_runtime.client import connect_with_retry
 from muster_runtime.search_attributes import SearchAttributeConflict, ensure_search_attributes
@@ -126,6 +133,8 @@ class RunningService:
     extra: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
     restart_at: float | None = None
+    reads_policies: str | None = None
+    """The policies folder the service reads, if it reads one."""
 
     @property
     def url(self) -> str:
@@ -215,6 +224,15 @@ class LocalStack:
     def plan(self) -> list[Planned]:
         """Which services run on which ports; fails before starting anything."""
         self.check_examples()
+        if self.settings.prometheus_port is not None:
+            try:
+                prometheus_binary()
+            except ToolMissing as exc:
+                raise StackError(
+                    f"--prometheus-port needs Prometheus: {exc}; `make prometheus` installs "
+                    "Debian's package (sudo apt-get install prometheus), or leave out "
+                    "--prometheus-port"
+                ) from None
         specs = discover_services()
         wanted = self.settings.services
         if wanted is not None:
@@ -390,6 +408,11 @@ class LocalStack:
                 for r in self.services
             },
             "prometheus": self.prometheus.config.url if self.prometheus else None,
+            # What `muster apply` needs to publish where the running services read.
+            "policies": {
+                "dir": str(policies_dir(self.state_dir)),
+                "read_by": sorted(r.spec.name for r in self.services if r.reads_policies),
+            },
         }
         path = self.state_dir / STATE_NAME
         tmp = path.with_suffix(".tmp")
@@ -460,13 +483,36 @@ class LocalStack:
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
 
 
-async def apply_schedules(folder: Path, temporal: TemporalSettings) -> list[str]:
-    """``muster apply -f folder`` against the stack (the operator's reconcile core, in its
-    own process); its output lines, or why nothing was applied."""
-    if not await asyncio.to_thread(folder.is_dir):
-        return [f"schedules: {folder} is not a folder; none loaded"]
-    if not any(e.name == "apply" for e in entry_points(group="muster.commands")):
-        return ["schedules: `muster apply` is not installed (package muster-operator); none loaded"]
+def _apply_installed() -> bool:
+    return any(e.name == "apply" for e in entry_points(group="muster.commands"))
+
+
+def _copy_policies(source: Path, target: Path) -> None:
+    # Named as muster apply names what it publishes, so a later apply replaces, not doubles.
+    for path in sorted(source.glob("*.y*ml")):
+        (target / f"default.{path.name}").write_text(path.read_text())
+
+
+async def publish_policies(source: Path, target: Path, temporal: TemporalSettings) -> list[str]:
+    """Fill the folder the local services read policies from: ``muster apply -f source``
+    (it publishes each policy and creates its reminder schedule), or, without the operator
+    package, a plain copy of the files. A policy published there before, by ``muster
+    apply``, stays (one of the same name is replaced by the example)."""
+    await asyncio.to_thread(target.mkdir, parents=True, exist_ok=True)
+    if not await asyncio.to_thread(source.is_dir):
+        raise StackError(f"{source} is not a folder of ApprovalPolicy files")
+    if not _apply_installed():
+        await asyncio.to_thread(_copy_policies, source, target)
+        return [f"policies: copied from {source} to {target}"]
+    code, lines = await _muster_apply(source, temporal, "--policies-dir", str(target))
+    if code != 0:
+        raise StackError(f"publishing {source} to {target} failed: " + "; ".join(lines))
+    return [f"policies: {line}" for line in lines]
+
+
+async def _muster_apply(
+    folder: Path, temporal: TemporalSettings, *args: str
+) -> tuple[int, list[str]]:
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": temporal.address,
@@ -474,13 +520,25 @@ async def apply_schedules(folder: Path, temporal: TemporalSettings) -> list[str]
         "OTEL_SDK_DISABLED": "true",
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "muster_runtime.cli", "apply", "-f", str(folder),
+        sys.executable, "-m", "muster_runtime.cli", "apply", "-f", str(folder), *args,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     output, _ = await process.communicate()
-    lines = [f"schedules: {line}" for line in output.decode().splitlines() if line.strip()]
-    if process.returncode != 0:
-        lines.append(f"WARNING: loading {folder} failed (exit {process.returncode})")
+    lines = [line for line in output.decode().splitlines() if line.strip()]
+    return process.returncode or 0, lines
+
+
+async def apply_schedules(folder: Path, temporal: TemporalSettings) -> list[str]:
+    """``muster apply -f folder`` against the stack (the operator's reconcile core, in its
+    own process); its output lines, or why nothing was applied."""
+    if not await asyncio.to_thread(folder.is_dir):
+        return [f"schedules: {folder} is not a folder; none loaded"]
+    if not _apply_installed():
+        return ["schedules: `muster apply` is not installed (package muster-operator); none loaded"]
+    code, output = await _muster_apply(folder, temporal)
+    lines = [f"schedules: {line}" for line in output]
+    if code != 0:
+        lines.append(f"WARNING: loading {folder} failed (exit {code})")
     return lines
 
 
@@ -506,16 +564,27 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
             ports[item.spec.name] = item.port
             for name, port in item.extra.items():
                 ports[f"{item.spec.name}.{name}"] = port
-        envs: dict[str, dict[str, str]] = {}
+        envs = {item.spec.name: stack.service_env(item, ports) for item in planned}
+        reading = {
+            name: next((env[v] for v in POLICIES_DIR_VARIABLES if v in env), None)
+            for name, env in envs.items()
+        }
+        if any(reading.values()):
+            # Before the services start: the approval worker refuses to run without policies.
+            examples = settings.examples / "policies"
+            target = policies_dir(stack.state_dir)
+            for line in await publish_policies(examples, target, temporal):
+                out(line)
         for item in planned:
             spec = item.spec
             if stop.is_set():
                 break
             out(f"starting {spec.name} on port {item.port} ...")
-            envs[spec.name] = stack.service_env(item, ports)
+            reads = reading[spec.name]
             running = RunningService(
-                spec, item.port, ManagedProcess(spec.name, []), extra=dict(item.extra)
-            )
+                spec, item.port, ManagedProcess(spec.name, []), extra=dict(item.extra),
+                reads_policies=reads,
+            )  # fmt: skip
             stack.launch(running, envs[spec.name])
             stack.services.append(running)
             stack.write_state()

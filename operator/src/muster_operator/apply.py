@@ -4,32 +4,40 @@ Reads ``Schedule`` and ``ApprovalPolicy`` documents (YAML, several per file), va
 of them first (nothing is applied when one is invalid), then creates or updates the
 Temporal schedules and publishes the policies into a folder the approval worker and the
 gateway read. ``muster up`` uses the same function to load ``examples/``.
+
+Where policies go: ``--policies-dir``, else ``MUSTER_POLICIES_DIR``, else the folder a
+running ``muster up`` says its gateway and approval worker read (its state file,
+``$MUSTER_UP_STATE_DIR/muster-up.json``, ``.state`` by default), else ``.state/policies``.
+The command then says who reads what it published. The operator's modules load only when
+the command runs, so ``muster --help`` and ``muster up`` start fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import ValidationError
-from temporalio.client import Client
 
 from muster_api import scheduling, v1alpha1
-from muster_operator.policies import policy_document, policy_key, reminder_schedule
-from muster_operator.reconcile import ForeignSchedule, SpecError, describe_errors, desired_schedule
-from muster_operator.sync import Clients, apply_schedule, delete_schedule
 from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 KINDS = ("Schedule", "ApprovalPolicy")
 DEFAULT_POLICIES_DIR = Path(".state/policies")
 DEFAULT_REMINDER_QUEUE = scheduling.TASK_QUEUE
+STACK_STATE_FILE = "muster-up.json"
+"""What a running ``muster up`` writes into its state folder (pid, ports, policies)."""
 
 
 class ApplyError(ValueError):
@@ -62,6 +70,8 @@ def _files(paths: Iterable[Path]) -> list[Path]:
 
 def load(paths: Iterable[Path], namespace: str = "default") -> list[Loaded]:
     """Every Schedule and ApprovalPolicy in the files, validated (other kinds skipped)."""
+    from muster_operator.reconcile import SpecError, describe_errors, desired_schedule  # noqa: PLC0415
+
     loaded: list[Loaded] = []
     problems: list[str] = []
     seen: dict[tuple[str, str, str], str] = {}
@@ -106,6 +116,8 @@ def load(paths: Iterable[Path], namespace: str = "default") -> list[Loaded]:
 
 def publish_policy(policy: v1alpha1.ApprovalPolicy, folder: Path) -> Path:
     """Write the policy's snapshot document where the workers read policies (atomically)."""
+    from muster_operator.policies import policy_document, policy_key  # noqa: PLC0415
+
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / policy_key(policy)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -123,6 +135,10 @@ async def apply_all(
     out: Callable[[str], None] = print,
 ) -> int:
     """Apply validated resources; returns how many failed (each failure is printed)."""
+    from muster_operator.policies import reminder_schedule  # noqa: PLC0415
+    from muster_operator.reconcile import ForeignSchedule, SpecError  # noqa: PLC0415
+    from muster_operator.sync import Clients, apply_schedule, delete_schedule  # noqa: PLC0415
+
     clients = Clients(client)
     failed = 0
     for item in loaded:
@@ -153,6 +169,69 @@ async def apply_all(
     return failed
 
 
+@dataclass(frozen=True)
+class RunningStack:
+    """A ``muster up`` that runs now, as its state file describes it."""
+
+    pid: int
+    policies: Path
+    read_by: list[str]
+
+
+def running_stack(env: Mapping[str, str] = os.environ) -> RunningStack | None:
+    """The ``muster up`` of ``$MUSTER_UP_STATE_DIR`` (default ``.state``), if it runs."""
+    state = Path(env.get("MUSTER_UP_STATE_DIR") or ".state") / STACK_STATE_FILE
+    try:
+        info = json.loads(state.read_text())
+        pid = int(info["pid"])
+        policies = info["policies"]
+        found = RunningStack(pid, Path(policies["dir"]), [str(n) for n in policies["read_by"]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # no stack, or one from before the state file said where policies go
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None  # a state file left behind by a stack that was killed
+    except PermissionError:
+        pass  # runs, as someone else
+    return found
+
+
+def policies_target(
+    given: Path | None, stack: RunningStack | None, env: Mapping[str, str] = os.environ
+) -> tuple[Path, bool]:
+    """Where to publish policies, and whether the caller chose it."""
+    if given is not None:
+        return given, True
+    if env.get("MUSTER_POLICIES_DIR"):
+        return Path(env["MUSTER_POLICIES_DIR"]), True
+    if stack is not None:
+        return stack.policies, False
+    return DEFAULT_POLICIES_DIR, False
+
+
+def who_reads(target: Path, chosen: bool, stack: RunningStack | None) -> str | None:
+    """One line on who reads the published policies (None when there is nothing to say)."""
+    readers = " and ".join(stack.read_by) if stack and stack.read_by else "services"
+    if stack is not None and target.resolve() == stack.policies.resolve():
+        return (
+            f"the running muster up (pid {stack.pid}) reads {target}: its {readers} use "
+            "these policies from their next request on"
+        )
+    if stack is not None:
+        return (
+            f"note: the running muster up (pid {stack.pid}) reads policies from "
+            f"{stack.policies}, not {target}: its {readers} will not see these (leave out "
+            "--policies-dir and MUSTER_POLICIES_DIR to publish where it reads)"
+        )
+    if not chosen:
+        return (
+            f"no running muster up reads {target}: start one (make up) from this folder, or "
+            "point MUSTER_APPROVAL_POLICIES_DIR and MUSTER_GATEWAY_POLICIES_DIR at it"
+        )
+    return None
+
+
 def _run(args: argparse.Namespace) -> int:
     from muster_runtime.client import connect  # noqa: PLC0415 - keeps `muster --help` fast
 
@@ -173,11 +252,12 @@ def _run(args: argparse.Namespace) -> int:
             print(f"muster apply: configuration error: {problem}", file=sys.stderr)
         return 2
 
+    stack = running_stack()
+    target, chosen = policies_target(args.policies_dir, stack)
+
     async def run() -> int:
         client = await connect(temporal, tracing=False)
-        return await apply_all(
-            client, loaded, args.policies_dir, reminder_queue=args.reminder_task_queue
-        )
+        return await apply_all(client, loaded, target, reminder_queue=args.reminder_task_queue)
 
     try:
         failed = asyncio.run(run())
@@ -186,6 +266,10 @@ def _run(args: argparse.Namespace) -> int:
             f"muster apply: failed against Temporal at {temporal.address}: {exc}", file=sys.stderr
         )
         return 1
+    if any(isinstance(item.resource, v1alpha1.ApprovalPolicy) for item in loaded):
+        said = who_reads(target, chosen, stack)
+        if said:
+            print(said)
     return 1 if failed else 0
 
 
@@ -208,9 +292,10 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--policies-dir",
         type=Path,
-        default=Path(os.environ.get("MUSTER_POLICIES_DIR", str(DEFAULT_POLICIES_DIR))),
-        help="where published policies go (what the approval worker and gateway read; "
-        "default $MUSTER_POLICIES_DIR or .state/policies)",
+        default=None,
+        help="where published policies go (what the approval worker and gateway read); "
+        "default $MUSTER_POLICIES_DIR, else where a running `muster up` reads them, else "
+        ".state/policies",
     )
     parser.add_argument(
         "--reminder-task-queue",

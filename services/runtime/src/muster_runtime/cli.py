@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -31,6 +33,22 @@ def _temporal_settings() -> TemporalSettings | None:
         return None
 
 
+def _unreachable(address: str, exc: Exception) -> str:
+    """Why nothing answered at ``address``, and how to point muster at a Temporal."""
+    answer = re.findall(r'message: "([^"]+)"', str(exc))
+    why = answer[-1].lower() if answer else "no answer"
+    if "TEMPORAL_ADDRESS" in os.environ:
+        where = f"TEMPORAL_ADDRESS={address}"
+        fix = "is that Temporal running? `make up` prints the address of the local one"
+    else:
+        where = f"{address}, the default: TEMPORAL_ADDRESS is not set"
+        fix = (
+            "start the local stack with `make up`, or set TEMPORAL_ADDRESS to your Temporal's "
+            "frontend, e.g. `export TEMPORAL_ADDRESS=127.0.0.1:7233` (make up prints the line)"
+        )
+    return f"no Temporal answers at {where} ({why}); {fix}"
+
+
 def _ping(_: argparse.Namespace) -> int:
     from muster_runtime.canary.ping import ping_canary  # noqa: PLC0415
 
@@ -40,6 +58,9 @@ def _ping(_: argparse.Namespace) -> int:
     try:
         print(asyncio.run(asyncio.wait_for(ping_canary(temporal), timeout=60)))
     except Exception as exc:
+        if "Failed client connect" in str(exc):
+            _print_err(f"muster ping: {_unreachable(temporal.address, exc)}")
+            return 1
         _print_err(f"muster ping: failed against {temporal.address}: {exc}")
         return 1
     return 0
