@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -46,15 +45,18 @@ def flags(kube: KubeAccess, namespace: str) -> list[str]:
 
 
 def gateway_service(core: client.CoreV1Api, namespace: str, kind: str, port: int) -> None:
-    spec: dict[str, Any] = {
-        "type": kind,
-        "selector": {"app.kubernetes.io/component": "gateway"},
-        "ports": [{"name": "http", "port": port, "targetPort": 8080},
-                  {"name": "metrics", "port": 9090, "targetPort": 9090}],
-    }  # fmt: skip
+    ports = [
+        client.V1ServicePort(name="http", port=port, target_port=8080),
+        client.V1ServicePort(name="metrics", port=9090, target_port=9090),
+    ]
     core.create_namespaced_service(
         namespace,
-        {"metadata": {"name": "muster-gateway", "labels": LABELS}, "spec": spec},
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="muster-gateway", labels=LABELS),
+            spec=client.V1ServiceSpec(
+                type=kind, selector={"app.kubernetes.io/component": "gateway"}, ports=ports
+            ),
+        ),
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 import pytest_asyncio
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -86,25 +87,25 @@ def audit(result: ApprovalResult | ApprovalState, event: str) -> list[str]:
     return [entry.detail for entry in result.audit if entry.event == event]
 
 
+def _scheduled_by(event: HistoryEvent) -> tuple[str, int] | None:
+    """(what happened, the scheduled event it belongs to) of an activity event."""
+    for kind in ("started", "completed", "failed", "canceled", "timed_out", "cancel_requested"):
+        name = f"activity_task_{kind}_event_attributes"
+        if event.WhichOneof("attributes") == name:
+            return kind.upper(), int(getattr(event, name).scheduled_event_id)
+    return None
+
+
 async def notify_attempts(handle: Handle) -> dict[str, list[str]]:
-    """Each notify activity's fate, by its input's event: the terminal events in order."""
+    """Each activity's fate in order of scheduling: its later events, in order."""
     history = await handle.fetch_history()
     fates: dict[int, list[str]] = {}
-    scheduled: dict[int, int] = {}
     for event in history.events:
-        kind = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_ACTIVITY_TASK_")
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            scheduled[event.event_id] = len(scheduled)
             fates[event.event_id] = []
-            continue
-        for field in ("started", "completed", "failed", "canceled", "timed_out"):
-            attrs = getattr(event, f"activity_task_{field}_event_attributes", None)
-            if event.HasField(f"activity_task_{field}_event_attributes") and attrs is not None:
-                fates[attrs.scheduled_event_id].append(kind)
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED:
-            attrs = event.activity_task_cancel_requested_event_attributes
-            fates[attrs.scheduled_event_id].append(kind)
-    return {str(n): fates[event_id] for event_id, n in scheduled.items()}
+        elif (found := _scheduled_by(event)) is not None:
+            fates[found[1]].append(found[0])
+    return {str(n): fate for n, fate in enumerate(fates.values())}
 
 
 async def test_any_title_reaches_the_approvers_on_one_subject_line(

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from muster_api.approval import ApprovalStatus, Decision
+from muster_api.approval import ApprovalStatus, Decision, PolicySnapshot
+from muster_api.common import Money
 from muster_api.v1alpha1 import ApprovalPolicySpec, ApproverSet
 from muster_approval import rules
 from muster_approval.rules import Ballot, RefusalKind
@@ -341,3 +342,38 @@ def test_the_rules_need_no_temporal() -> None:
     loaded = {name.split(".")[0] for name in run.stdout.split()}
     assert "muster_approval" in loaded
     assert "temporalio" not in loaded
+
+
+def _snapshot(**applies: Any) -> PolicySnapshot:
+    spec = _spec(approvers={"groups": ["finance"]}, appliesTo=applies)
+    return PolicySnapshot(name="p", namespace="default", generation=1, spec=spec, sha256="0")
+
+
+def _eur(minor: int) -> Money:
+    return Money(amount_minor=minor, currency="EUR")
+
+
+@pytest.mark.parametrize(
+    ("applies", "kind", "amount", "why_not"),
+    [
+        ({}, "anything", None, None),
+        ({"kinds": ["vacation"]}, "vacation", None, None),
+        ({"kinds": ["vacation", "leave"]}, "purchase", None,
+         "policy p governs requests of kind vacation, leave, not purchase"),
+        ({"minAmount": {"amountMinor": 100_000, "currency": "EUR"}}, "order", _eur(100_000), None),
+        ({"minAmount": {"amountMinor": 100_000, "currency": "EUR"}}, "order", _eur(99_999),
+         "policy p governs amounts from 1,000.00 EUR, not 999.99 EUR"),
+        ({"minAmount": {"amountMinor": 100_000, "currency": "EUR"}}, "order", None,
+         "policy p governs amounts from 1,000.00 EUR; the request has none"),
+        ({"minAmount": {"amountMinor": 100_000, "currency": "EUR"}}, "order",
+         Money(amount_minor=500_000, currency="USD"),
+         "policy p governs amounts from 1,000.00 EUR, not 5,000.00 USD"),
+    ],
+)  # fmt: skip
+def test_a_policy_that_does_not_govern_says_why_in_words(
+    applies: dict[str, Any], kind: str, amount: Money | None, why_not: str | None
+) -> None:
+    policy = _snapshot(**applies)
+    assert rules.not_governed(policy, kind, amount) == why_not
+    # The same verdict as the contract's own check, which the gateway uses.
+    assert (policy.applies(kind, amount) is None) == (why_not is None)
