@@ -334,8 +334,8 @@ async def test_large_orders_wait_for_approval_before_payment(
         ("charge", "started"), ("charge", "skipped"), ("approval", "started"),
     ]  # fmt: skip
     refusal = next(s for s in result.steps if s.outcome == "skipped")
-    assert "1200.00 EUR needs an approval under policy 'large-orders'" in refusal.detail
-    assert "threshold 1000.00 EUR" in refusal.detail
+    assert "1,200.00 EUR needs an approval under policy large-orders" in refusal.detail
+    assert "from 1,000.00 EUR on" in refusal.detail
     charges = backends.get(f"/payment/charges?order_id={placed.order_id}")
     if approved:
         assert result.status == OrderStatus.FULFILLED
