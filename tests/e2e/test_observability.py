@@ -83,11 +83,13 @@ SCHEDULING_QUEUE = "muster-scheduling"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """``muster up`` in a copy of the examples (plus a policy whose requests expire in two
-    seconds) with Prometheus on; yields the state file's contents."""
+    """``muster up`` in a copy of the examples with Prometheus on, plus a policy whose
+    requests expire in two seconds (applied with ``muster apply``, which publishes it where
+    the running stack reads); yields the state file's contents."""
     work = tmp_path_factory.mktemp("observed")
     shutil.copytree(REPO / "examples", work / "examples")
-    (work / "examples" / "policies" / "expiry-drill.yaml").write_text(yaml.safe_dump(FAST_POLICY))
+    drill = work / "expiry-drill.yaml"
+    drill.write_text(yaml.safe_dump(FAST_POLICY))
     (work / "charts" / "muster" / "files").mkdir(parents=True)
     shutil.copy(REPO / "charts/muster/files/alerts.yaml", work / "charts/muster/files/")
     state = work / "state"
@@ -114,6 +116,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         text = output.read_text()
         assert f"prometheus: http://127.0.0.1:{prometheus_port} scrapes" in text, text
         info = json.loads((state / "muster-up.json").read_text())
+        applied = subprocess.run(
+            [str(MUSTER), "apply", "-f", str(drill)],
+            capture_output=True, text=True, timeout=120, check=False, cwd=work,
+            env={**os.environ, "TEMPORAL_ADDRESS": info["temporal"]["address"],
+                 "MUSTER_UP_STATE_DIR": str(state)},
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stdout + applied.stderr
         info["work"] = work
         info["started"] = time.time()
         yield info

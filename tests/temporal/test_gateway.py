@@ -359,7 +359,7 @@ async def test_kubectl_muster_lists_and_decides_approvals(running: Platform) -> 
     assert "reject needs --reason" in no_reason.stderr
     no_token = await asyncio.to_thread(kubectl_muster, running, "approvals", "list")
     assert no_token.returncode == 2
-    assert "--token or set MUSTER_TOKEN" in no_token.stderr
+    assert "pass --token TOKEN or set MUSTER_TOKEN" in no_token.stderr
     wrong = await asyncio.to_thread(kubectl_muster, running, "approvals", "--token", "nope", "list")
     assert wrong.returncode == 1
     assert "the gateway answered 401" in wrong.stderr
