@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from cronsim import CronSim
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
@@ -27,6 +26,7 @@ from muster_api.approval import (
     ApprovalStatus,
     Decision,
 )
+from muster_api.cron import parse_cron
 from muster_approval.workflows import Approval
 from tests.approval_support import Setup, approval_worker, request, setup
 from tests.conftest import start_time_skipping_env
@@ -172,7 +172,7 @@ async def test_reminders_follow_the_cron_cadence(
     started = (await state(handle)).audit[0].at
     result = await handle.result()
     expected = []
-    for moment in CronSim("0 9 * * *", started):
+    for moment in parse_cron("0 9 * * *").times(started, "UTC"):
         if moment >= started + timedelta(days=3):
             break
         expected.append(moment)
