@@ -91,7 +91,8 @@ def test_calendar_fields_become_temporal_ranges(
         ("5-1", "hour", "runs backwards"),
         ("FOO", "month", "neither a number nor a name"),
         ("*/0", "minute", "at least 1"),
-        ("1..5", "hour", "is not like"),
+        ("1..5", "hour", "is not a number"),
+        ("2150", "year", "outside 2000-2100"),
     ],
 )
 def test_bad_calendar_fields_say_what_is_wrong(text: str, field: str, message: str) -> None:
@@ -192,14 +193,13 @@ def test_ids_memo_and_defaults() -> None:
 
 
 def test_reserved_search_attributes_are_refused() -> None:
-    resource = schedule(
-        {
-            "cron": ["0 6 * * *"],
-            "workflow": {**WORKFLOW, "searchAttributes": {"MusterPattern": "x"}},
-        }
-    )
-    with pytest.raises(SpecError, match="set by Muster"):
-        desired_schedule(resource)
+    with pytest.raises(SpecError, match=r"searchAttributes\.MusterPattern is set by"):
+        schedule(
+            {
+                "cron": ["0 6 * * *"],
+                "workflow": {**WORKFLOW, "searchAttributes": {"MusterPattern": "x"}},
+            }
+        )
 
 
 @pytest.mark.parametrize(
@@ -220,11 +220,81 @@ def test_reserved_search_attributes_are_refused() -> None:
         ),
         ({"intervals": [{"every": "0s"}], "workflow": WORKFLOW}, "every"),
         ({"cron": ["0 6 * * *"], "workflow": WORKFLOW, "colour": "red"}, "colour"),
+        # The late refusals of issue 18, now refused by the same core the webhook runs:
+        ({"cron": ["not a cron"], "workflow": WORKFLOW}, r"spec.cron\[0\]: 'not a cron' has 3"),
+        ({"cron": ["61 * * * *"], "workflow": WORKFLOW}, "minute 61 is outside 0-59"),
+        ({"cron": ["0 0 0 1 1 1 2030 5"], "workflow": WORKFLOW}, "has 8 fields"),
+        ({"cron": ["0 0 6 * * *"], "workflow": WORKFLOW}, "reads the sixth as a year"),
+        ({"cron": ["0 0 6 * * * 2030"], "workflow": WORKFLOW}, "has seven fields"),
+        ({"cron": ["0 9 * * 1#2"], "workflow": WORKFLOW}, "'#': Temporal treats"),
+        ({"cron": ["0 9 * * 1-7"], "workflow": WORKFLOW}, "Temporal reads day of week '1-7'"),
+        ({"cron": ["0 9 1 * MON"], "workflow": WORKFLOW}, "both the day of the month"),
+        ({"cron": ["@every 1h"], "workflow": WORKFLOW}, "write it as intervals"),
+        ({"cron": ["0 6 * * *"], "timeZone": "+05:00", "workflow": WORKFLOW}, "UTC offset"),
+        ({"cron": ["0 6 * * *"], "timeZone": "Local", "workflow": WORKFLOW}, "'Local' is not"),
+        ({"calendars": [{"hour": "25"}], "workflow": WORKFLOW}, "hour 25 is outside 0-23"),
+        (
+            {"calendars": [{"dayOfWeek": "FUNDAY"}], "workflow": WORKFLOW},
+            r"spec.calendars\[0\].dayOfWeek: day of week 'FUNDAY'",
+        ),
+        (
+            {"intervals": [{"every": "1h", "offset": "1h"}], "workflow": WORKFLOW},
+            "offset must be shorter than every",
+        ),
+        ({"cron": ["0 6 * * *"], "remainingActions": 0, "workflow": WORKFLOW}, "equal to 1"),
+        ({"cron": ["0 6 * * *"], "jitter": "9999999999d", "workflow": WORKFLOW}, "36500d"),
+        ({"cron": ["0 6 * * *"], "jitter": "36501d", "workflow": WORKFLOW}, "at most 36500d"),
     ],
 )
 def test_invalid_specs_are_refused_with_the_field_named(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError, match=message):
         schedule(spec)
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace", "accepted"),
+    [
+        ("a" * 64, "team-a", True),  # longer than a label: fine, it is an object name
+        ("daily.report", "team-a", True),  # dots: fine
+        ("a" * 224, "team-a", True),  # "team-a." + 224 = 231 characters
+        ("a" * 226, "team-a", False),  # 233: the id would not fit Temporal's columns
+    ],
+)
+def test_names_are_refused_only_when_the_schedule_id_cannot_fit(
+    name: str, namespace: str, accepted: bool
+) -> None:
+    spec = {"cron": ["0 6 * * *"], "workflow": WORKFLOW}
+    if accepted:
+        resource = schedule(spec, name=name, namespace=namespace)
+        assert schedule_id(resource) == f"{namespace}.{name}"
+        assert len(f"temporal-sys-scheduler:{schedule_id(resource)}") <= 255
+        return
+    with pytest.raises(SpecError, match=r"metadata\.name: the Temporal schedule id"):
+        schedule(spec, name=name, namespace=namespace)
+    # Its own schedule id lifts the limit (the owner marker still fits 255 characters).
+    named = {**spec, "temporal": {"scheduleId": "short"}}
+    assert schedule_id(schedule(named, name=name, namespace=namespace)) == "short"
+
+
+def test_a_policy_name_must_leave_room_for_its_reminder_schedule_id() -> None:
+    spec: dict[str, Any] = {
+        "approvers": {"users": ["ana"]},
+        "reminders": {"cron": "0 9 * * 1-5"},
+    }
+    body: dict[str, Any] = {
+        "apiVersion": "muster.io/v1alpha1",
+        "kind": "ApprovalPolicy",
+        "metadata": {"name": "p" * 71, "namespace": "team-a"},
+        "spec": spec,
+    }
+    policy = parse_policy(body)  # 71 characters: fine
+    reminders = reminder_schedule(policy, "q")
+    assert reminders is not None
+    assert schedule_id(reminders) == f"team-a.{'p' * 71}.reminders"
+    with pytest.raises(SpecError, match=r"metadata\.name: the Temporal schedule id of the remind"):
+        parse_policy({**body, "metadata": {"name": "p" * 216, "namespace": "team-a"}})
+    with pytest.raises(SpecError, match=r"spec.reminders.cron: '0 9 \* \* 1#2' contains '#'"):
+        parse_policy({**body, "spec": {**spec, "reminders": {"cron": "0 9 * * 1#2"}}})
 
 
 # -- drift, conditions, requests -------------------------------------------------------------

@@ -5,11 +5,17 @@
 schemas are turned into *structural* OpenAPI v3 schemas: ``$ref`` inlined, optional fields
 without ``anyOf``/``null``, free-form JSON as ``x-kubernetes-preserve-unknown-fields``,
 scalar defaults only, and the models' CEL rules kept.
+
+Every field must have a description (``kubectl explain`` shows it), and every optional
+spec field says its default: generation fails otherwise. The default is added to the
+description (``Default: 'UTC'.``); a field whose default is "unset" must say in its own
+description what unset means.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -51,6 +57,10 @@ HEADER = (
 )
 
 
+class UndocumentedField(ValueError):
+    """A model field without a description, or an optional one that does not say its default."""
+
+
 def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """``node`` with a ``$ref`` (or a one-element ``allOf``) replaced by its target."""
     if "$ref" in node:
@@ -63,14 +73,53 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
-def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+def _text(description: str) -> str:
+    """A docstring or description as one paragraph, without reST markup."""
+    return " ".join(description.replace("``", "").split())
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, dict):
+        return "present, with each field's default"
+    return json.dumps(value)
+
+
+def _document(
+    name: str, child: dict[str, Any], out: dict[str, Any], *, required: bool, spec: bool, path: str
+) -> None:
+    """Check (and complete) the description of property ``name``: a description always; in
+    the spec, "Required.", the default, or a description that says what unset means."""
+    where = f"{path}.{name}"
+    description = _text(out.get("description", ""))
+    if not description:
+        raise UndocumentedField(f"{where} has no description; give the model field one")
+    if spec:
+        if required:
+            description += " Required."
+        elif "default" not in child:
+            description += " Default: empty."
+        elif child["default"] is None:
+            if "unset" not in description.lower():
+                raise UndocumentedField(
+                    f"{where} defaults to unset; say in its description what unset means"
+                )
+        else:
+            description += f" Default: {_default_text(child['default'])}."
+    out["description"] = description
+
+
+def structural(
+    node: dict[str, Any], defs: dict[str, Any], *, spec: bool = False, path: str = ""
+) -> dict[str, Any]:
     """One pydantic JSON-schema node as a structural CRD schema node."""
     node = _resolve(node, defs)
     if "anyOf" in node:
         options = [o for o in node["anyOf"] if o.get("type") != "null"]
         extra = {k: v for k, v in node.items() if k != "anyOf"}
         if len(options) == 1:
-            return structural({**_resolve(options[0], defs), **extra}, defs)
+            return structural({**_resolve(options[0], defs), **extra}, defs, spec=spec, path=path)
         return {"x-kubernetes-preserve-unknown-fields": True, **_kept(extra)}
     kind = node.get("type")
     out: dict[str, Any] = {}
@@ -89,25 +138,30 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if kind == "object":
         properties = node.get("properties")
         if properties:
-            out["properties"] = {
-                name: structural(child, defs) for name, child in sorted(properties.items())
-            }
             required = sorted(node.get("required", []))
+            out["properties"] = {}
+            for name, child in sorted(properties.items()):
+                converted = structural(child, defs, spec=spec, path=f"{path}.{name}")
+                _document(name, child, converted, required=name in required, spec=spec, path=path)
+                out["properties"][name] = converted
             if required:
                 out["required"] = required
         else:
             additional = node.get("additionalProperties")
             if isinstance(additional, dict) and additional.get("type") not in (None, "object"):
-                out["additionalProperties"] = structural(additional, defs)
+                out["additionalProperties"] = structural(additional, defs, spec=spec, path=path)
             else:
                 out["x-kubernetes-preserve-unknown-fields"] = True
     elif kind == "array":
-        out["items"] = structural(node.get("items", {}), defs)
+        out["items"] = structural(node.get("items", {}), defs, spec=spec, path=f"{path}[]")
     return out
 
 
 def _kept(node: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in node.items() if k in _KEEP}
+    kept = {k: v for k, v in node.items() if k in _KEEP}
+    if "description" in kept:
+        kept["description"] = _text(kept["description"])
+    return kept
 
 
 class _Generator(GenerateJsonSchema):
@@ -119,10 +173,14 @@ class _Generator(GenerateJsonSchema):
         return super().encode_default(dft)
 
 
-def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+def model_schema(model: type[BaseModel], *, spec: bool, path: str) -> dict[str, Any]:
     """A model's structural schema (by alias, as documents spell fields)."""
     schema = model.model_json_schema(by_alias=True, mode="validation", schema_generator=_Generator)
-    return structural(schema, schema.get("$defs", {}))
+    return structural(schema, schema.get("$defs", {}), spec=spec, path=path)
+
+
+API_VERSION_TEXT = "muster.io/v1alpha1."
+KIND_TEXT = "The kind: Schedule or ApprovalPolicy."
 
 
 def _ready_column() -> dict[str, Any]:
@@ -143,8 +201,8 @@ def _crd(
     columns: list[dict[str, Any]],
     description: str,
 ) -> dict[str, Any]:
-    spec_schema = model_schema(spec)
-    status_schema = model_schema(status)
+    spec_schema = model_schema(spec, spec=True, path="spec")
+    status_schema = model_schema(status, spec=False, path="status")
     status_schema.pop("required", None)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -180,8 +238,10 @@ def _crd(
                             "description": description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {"type": "string", "description": API_VERSION_TEXT},
+                                "kind": {"type": "string", "description": KIND_TEXT},
+                                # Only name and generateName may be constrained here; the API
+                                # server documents metadata (ObjectMeta) itself.
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,

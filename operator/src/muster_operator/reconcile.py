@@ -40,8 +40,8 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from muster_api import cron, v1alpha1
 from muster_api import search_attributes as sa
-from muster_api import v1alpha1
 
 OWNER_MEMO = "muster.io/owner"
 """Schedule memo key naming the resource that owns a Temporal schedule."""
@@ -58,19 +58,6 @@ OVERLAP = {
     "CancelOther": ScheduleOverlapPolicy.CANCEL_OTHER,
     "TerminateOther": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "AllowAll": ScheduleOverlapPolicy.ALLOW_ALL,
-}
-
-_MONTHS = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
-_DAYS = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
-# field → (lowest, highest, names (index + offset = value))
-_LIMITS: dict[str, tuple[int, int, list[str], int]] = {
-    "second": (0, 59, [], 0),
-    "minute": (0, 59, [], 0),
-    "hour": (0, 23, [], 0),
-    "day_of_month": (1, 31, [], 0),
-    "month": (1, 12, _MONTHS, 1),
-    "day_of_week": (0, 6, _DAYS, 0),
-    "year": (1970, 2200, [], 0),
 }
 
 
@@ -186,49 +173,18 @@ def temporal_namespace(resource: v1alpha1.Schedule, default: str) -> str:
 # -- calendar fields -----------------------------------------------------------------------
 
 
-def _value(text: str, field: str) -> int:
-    low, high, names, offset = _LIMITS[field]
-    upper = text.upper()
-    if upper in names:
-        return names.index(upper) + offset
-    if not text.isdigit():
-        raise SpecError(f"{field}: {text!r} is neither a number nor a name")
-    number = int(text)
-    if field == "day_of_week" and number == 7:
-        number = 0  # cron's other Sunday
-    if not low <= number <= high:
-        raise SpecError(f"{field}: {number} is outside {low}-{high}")
-    return number
-
-
 def calendar_ranges(text: str, field: str) -> tuple[ScheduleRange, ...]:
-    """One calendar field (``*``, ``1-5``, ``*/15``, ``MON-FRI``, lists) as Temporal ranges."""
-    if not v1alpha1.check_calendar_field(text):
-        raise SpecError(f"{field}: {text!r} is not like '*', '5', '1-5', '*/15' or 'MON-FRI'")
-    low, high, _, _ = _LIMITS[field]
-    ranges = []
-    for item in text.split(","):
-        body, _, step_text = item.partition("/")
-        step = int(step_text) if step_text else 0
-        if step_text and step < 1:
-            raise SpecError(f"{field}: the step in {item!r} must be at least 1")
-        if body == "*":
-            start, end = low, high
-        elif "-" in body:
-            first, last = body.split("-", 1)
-            start, end = _value(first, field), _value(last, field)
-            if end < start:
-                raise SpecError(f"{field}: the range {body!r} runs backwards")
-        else:
-            start = _value(body, field)
-            end = high if step else start
-        ranges.append(ScheduleRange(start=start, end=end, step=step or 1))
-    return tuple(ranges)
+    """One calendar field (``*``, ``1-5``, ``*/15``, ``MON-FRI``, lists) as Temporal ranges,
+    meaning what cron means (:mod:`muster_api.cron`)."""
+    try:
+        ranges = cron.temporal_ranges(text, cron.CALENDAR_FIELDS[field])
+    except cron.CronError as exc:
+        raise SpecError(str(exc)) from None
+    return tuple(ScheduleRange(start=a, end=b, step=c) for a, b, c in ranges)
 
 
 def calendar(spec: v1alpha1.CalendarSpec) -> ScheduleCalendarSpec:
     """A calendar spec of the resource as Temporal's structured calendar."""
-    years = () if spec.year == "*" else calendar_ranges(spec.year, "year")
     return ScheduleCalendarSpec(
         second=calendar_ranges(spec.second, "second"),
         minute=calendar_ranges(spec.minute, "minute"),
@@ -236,7 +192,7 @@ def calendar(spec: v1alpha1.CalendarSpec) -> ScheduleCalendarSpec:
         day_of_month=calendar_ranges(spec.day_of_month, "day_of_month"),
         month=calendar_ranges(spec.month, "month"),
         day_of_week=calendar_ranges(spec.day_of_week, "day_of_week"),
-        year=years,
+        year=calendar_ranges(spec.year, "year"),
         comment=spec.comment,
     )
 
@@ -340,12 +296,22 @@ def parse_schedule(body: Mapping[str, Any]) -> v1alpha1.Schedule:
         raise SpecError(describe_errors(exc)) from None
 
 
+def field_path(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as the API server spells field paths (``spec.cron[0]``)."""
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
 def describe_errors(exc: ValidationError) -> str:
-    """A pydantic error as one line per field, in the document's spelling."""
+    """A pydantic error as one line per field, in the document's spelling: the message the
+    admission webhook refuses a resource with, and the one its status would show."""
     problems = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"])
-        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+        where = field_path(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)
 
 

@@ -2,10 +2,12 @@
 
 These pydantic models are the single source of truth: ``make generate`` turns them into the
 CRD YAML in ``charts/muster/files/crds`` (see :mod:`muster_operator.crdgen`), the operator
-validates every resource with them before it touches Temporal, and the approval worker and
-the gateway read published policies with them. Cross-field rules exist twice on purpose: as
-pydantic validators (for ``muster apply`` without Kubernetes) and as CEL rules
-(``x-kubernetes-validations``) that the API server enforces on ``kubectl apply``.
+validates every resource with them before it touches Temporal (and its admission webhook
+refuses, at ``kubectl apply``, what they refuse), and the approval worker and the gateway
+read published policies with them. Rules exist twice on purpose: as pydantic validators
+(for the webhook, the reconciler and ``muster apply``) and, wherever CEL can express them,
+as CEL rules (``x-kubernetes-validations``) that the API server enforces even while the
+operator is down. Cron expressions follow :mod:`muster_api.cron`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -25,11 +26,11 @@ from pydantic import (
     Field,
     PlainSerializer,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from muster_api import cron as cron_dialect
 from muster_api.common import Money
 
 GROUP = "muster.io"
@@ -38,11 +39,27 @@ API_VERSION = f"{GROUP}/{VERSION}"
 REMINDERS_ANNOTATION = "muster.io/reminders"
 """``schedule`` on a published policy: its reminder schedule sends reminders, not requests."""
 
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+CEL = "x-kubernetes-validations"
+
+# -- durations ------------------------------------------------------------------------------
+
+MAX_DURATION = timedelta(days=36_500)
+"""Longest duration any field takes (100 years): far beyond any use, and inside what
+Python's timedelta, protobuf's Duration and Go's time.Duration can hold."""
+DURATION_SYNTAX = "is not a duration like 7d, 72h, 1h30m or 90s (at most 36500d)"
+DURATION_RANGE = "must be longer than zero and at most 36500d (100 years)"
+# Digits per unit are bounded so that no string the pattern admits overflows anything.
+_DURATION_BODY = r"([0-9]{1,5}d)?([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?"
+DURATION_PATTERN = rf"^{_DURATION_BODY}$"
+_DURATION = re.compile(
+    r"^(?:(?P<d>[0-9]{1,5})d)?(?:(?P<h>[0-9]{1,6})h)?(?:(?P<m>[0-9]{1,7})m)?(?:(?P<s>[0-9]{1,9})s)?$"
+)
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``7d``, ``72h``, ``1h30m``, ``90s`` (or a timedelta/seconds) to a positive timedelta."""
+    """``7d``, ``72h``, ``1h30m``, ``90s`` (or a timedelta/seconds) to a timedelta longer
+    than zero and at most :data:`MAX_DURATION`."""
+    text = value if isinstance(value, str) else None
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -50,7 +67,7 @@ def parse_duration(value: Any) -> timedelta:
     elif isinstance(value, str):
         match = _DURATION.match(value.strip())
         if not match or not value.strip():
-            raise ValueError(f"{value!r} is not a duration like 7d, 72h, 1h30m or 90s")
+            raise ValueError(f"'{value}' {DURATION_SYNTAX}")
         parts = {k: int(v) for k, v in match.groupdict().items() if v}
         result = timedelta(
             days=parts.get("d", 0),
@@ -60,9 +77,11 @@ def parse_duration(value: Any) -> timedelta:
         )
     else:
         # pydantic reports a ValueError as a validation error (a TypeError would escape).
-        raise ValueError(f"{value!r} is not a duration like 7d, 72h, 1h30m or 90s")  # noqa: TRY004
-    if result <= timedelta(0):
-        raise ValueError("must be longer than zero")
+        raise ValueError(f"{value!r} {DURATION_SYNTAX}")  # noqa: TRY004
+    if not timedelta(0) < result <= MAX_DURATION:
+        raise ValueError(
+            f"'{text if text is not None else format_duration(result)}' {DURATION_RANGE}"
+        )
     return result
 
 
@@ -78,7 +97,20 @@ def format_duration(value: timedelta) -> str:
     return text or "0s"
 
 
-DURATION_PATTERN = r"^([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+def cel_seconds(path: str) -> str:
+    """A CEL expression for the seconds in the duration string at ``path``."""
+    terms = [
+        f"({path}.matches('[0-9]+{unit}') ? "
+        f"int({path}.find('[0-9]+{unit}').replace('{unit}', '')) * {factor} : 0)"
+        for unit, factor in (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+    ]
+    return "(" + " + ".join(terms) + ")"
+
+
+def _quoted(path: str) -> str:
+    """A CEL message fragment: the value at ``path`` in single quotes."""
+    return f'"\'" + {path} + "\'"'
+
 
 Duration = Annotated[
     timedelta,
@@ -88,54 +120,137 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": DURATION_PATTERN,
             "minLength": 2,
             "maxLength": 32,
-            "x-kubernetes-validations": [
+            CEL: [
                 {
-                    "rule": "self.matches('[1-9]')",
-                    "message": "must be a duration longer than zero like 7d, 72h, 1h30m or 90s",
-                }
+                    "rule": f"self.matches('{DURATION_PATTERN}')",
+                    "messageExpression": f'{_quoted("self")} + " {DURATION_SYNTAX}"',
+                },
+                {
+                    "rule": f"!self.matches('{DURATION_PATTERN}') || "
+                    f"({cel_seconds('self')} > 0 && "
+                    f"{cel_seconds('self')} <= {int(MAX_DURATION.total_seconds())})",
+                    "messageExpression": f'{_quoted("self")} + " {DURATION_RANGE}"',
+                },
             ],
         }
     ),
 ]
+"""A duration as people write it: ``7d``, ``72h``, ``1h30m``, ``90s``."""
 
 
-# Kubernetes object names a schedule id is made of, and Temporal's own id limits.
+# -- time zones -----------------------------------------------------------------------------
+
+_ZONE_NAME = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+# Names the tz database files carry that are not places (Go reads "Local" as the server's
+# own zone; the others are artefacts of the database's layout).
+_NOT_ZONES = ("Local", "localtime", "posixrules", "Factory")
+ZONE_MESSAGE = (
+    "is not an IANA time zone like UTC or Europe/Berlin (a UTC offset like +05:00 or the "
+    "server's Local zone is not one)"
+)
+
+
+def check_zone(value: str) -> str:
+    """``value`` if it names a tz database zone (not an offset, not ``Local``)."""
+    if not re.fullmatch(_ZONE_NAME, value) or value in _NOT_ZONES:
+        raise ValueError(f"'{value}' {ZONE_MESSAGE}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"'{value}' {ZONE_MESSAGE}") from None
+    return value
+
+
+TimeZone = Annotated[
+    str,
+    AfterValidator(check_zone),
+    Field(
+        min_length=1,
+        max_length=64,
+        json_schema_extra={
+            CEL: [
+                {
+                    "rule": f"self.matches('{_ZONE_NAME}') && !(self in "
+                    f"[{', '.join(repr(z) for z in _NOT_ZONES)}]) && (self == 'UTC' || "
+                    "timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0)",
+                    "messageExpression": f'{_quoted("self")} + " {ZONE_MESSAGE}"',
+                }
+            ]
+        },
+    ),
+]
+"""A time zone as the tz database names it; the API server checks it with CEL too."""
+
+DST = (
+    "Daylight saving time, as Temporal handles it: a time that does not exist on the day "
+    "clocks go forward is not run that day (a 02:30 job in Europe/Berlin has no run on the "
+    "last Sunday of March); on the day clocks go back, a time inside the repeated hour runs "
+    "once, and further times inside that hour may run an hour late. Use UTC for jobs that "
+    "must run exactly once per period."
+)
+
+# -- cron expressions -------------------------------------------------------------------------
+
+
+def _cron(value: str) -> str:
+    try:
+        cron_dialect.parse_cron(value)
+    except cron_dialect.CronError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+CRON_DESCRIPTION = (
+    "A five-field cron expression, 'minute hour day-of-month month day-of-week', read as "
+    "Temporal reads it: values like '*', '5', '1-5', '*/15', '10-50/20' and lists like "
+    "'0,30'; months 1-12 or JAN-DEC, days of the week 0-7 (0 and 7 are Sunday) or SUN-SAT; "
+    "or @hourly, @daily (@midnight), @weekly, @monthly, @yearly (@annually). Refused because "
+    "Temporal would read them differently from standard cron: six or seven fields (Temporal "
+    "reads a sixth field as a year: Quartz's '0 0 6 * * *' would run on the 6th of each "
+    "month), '#' (a comment to Temporal: '0 9 * * 1#2' would run every Monday), a day of "
+    "the month together with a day of the week (Temporal runs only when both match, cron "
+    "when either does), '1-7' as days of the week (Temporal drops Sunday), '@every' (use "
+    "intervals) and a TZ= prefix (use timeZone). " + DST
+)
+
+CronString = Annotated[
+    str,
+    AfterValidator(_cron),
+    Field(min_length=1, max_length=200, json_schema_extra={CEL: cron_dialect.cel_cron_rules()}),
+]
+
+# -- names and ids ------------------------------------------------------------------------------
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""A Kubernetes object name: lower-case letters, digits, '-' and '.', at most 253."""
 _ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
 
-CEL = "x-kubernetes-validations"
+MAX_SCHEDULE_ID = 232
+"""Longest Temporal schedule id Muster creates. Temporal runs a schedule as the workflow
+``temporal-sys-scheduler:<id>`` (23 characters more), and its SQL visibility stores
+workflow ids and keyword search attributes in 255-character columns."""
+MAX_KEYWORD = 255
+"""Longest keyword search attribute value (Temporal's SQL visibility columns)."""
+
+
+def _schedule_id_problem(schedule_id: str, how: str) -> str | None:
+    if len(schedule_id) <= MAX_SCHEDULE_ID:
+        return None
+    return (
+        f"the Temporal schedule id {how} would be {len(schedule_id)} characters; Temporal "
+        f"keeps it, prefixed with 'temporal-sys-scheduler:', in 255-character columns, so it "
+        f"may have at most {MAX_SCHEDULE_ID}"
+    )
+
+
+# -- ApprovalPolicy -----------------------------------------------------------------------------
 
 
 def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
     return {CEL: [{"rule": rule, "message": message} for rule, message in rules]}
 
-
-def _zone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone like Europe/Berlin") from None
-    return value
-
-
-TIME_ZONE_RULE = (
-    "self == 'UTC' || timestamp('2000-01-01T00:00:00Z').getHours(self) >= 0",
-    "must be an IANA time zone like UTC or Europe/Berlin",
-)
-
-TimeZone = Annotated[
-    str,
-    AfterValidator(_zone),
-    Field(
-        min_length=1,
-        max_length=64,
-        json_schema_extra=_cel(TIME_ZONE_RULE),
-        description="an IANA time zone (tz database name) like UTC or Europe/Berlin",
-    ),
-]
-"""A time zone as the tz database names it; the API server checks it with CEL too."""
 
 OverlapPolicy = Literal[
     "Skip", "BufferOne", "BufferAll", "CancelOther", "TerminateOther", "AllowAll"
@@ -152,22 +267,24 @@ class _Spec(BaseModel):
 
 
 class ApproverSet(_Spec):
-    """People, by user id and by group."""
+    """People, by user id and by group (at least one of either)."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "(has(self.users) && size(self.users) > 0) || "
-                    "(has(self.groups) && size(self.groups) > 0)",
-                    "message": "name at least one user or group",
-                }
-            ]
-        }
+        json_schema_extra=_cel(
+            (
+                "(has(self.users) && size(self.users) > 0) || "
+                "(has(self.groups) && size(self.groups) > 0)",
+                "name at least one user or group",
+            )
+        )
     )
 
-    users: list[str] = Field(default_factory=list)
-    groups: list[str] = Field(default_factory=list)
+    users: list[str] = Field(
+        default_factory=list, description="User ids (as the directory names them)."
+    )
+    groups: list[str] = Field(
+        default_factory=list, description="Groups; every member of each may decide."
+    )
 
     @model_validator(mode="after")
     def _someone(self) -> Self:
@@ -179,8 +296,8 @@ class ApproverSet(_Spec):
 class Amount(_Spec):
     """An amount in minor units (``amountMinor: 100000, currency: EUR`` is 1,000.00 EUR)."""
 
-    amount_minor: int = Field(ge=0)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    amount_minor: int = Field(ge=0, description="The amount in minor units (cents).")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code, like EUR.")
 
     def money(self) -> Money:
         """As the Money every other contract uses."""
@@ -190,106 +307,127 @@ class Amount(_Spec):
 class AppliesTo(_Spec):
     """Which requests a policy governs (used to pick a policy when none is named)."""
 
-    kinds: list[str] = Field(default_factory=list, description="request kinds; empty: any")
-    min_amount: Amount | None = Field(default=None, description="from this amount on")
+    kinds: list[str] = Field(
+        default_factory=list, description="Request kinds it governs; empty: any kind."
+    )
+    min_amount: Amount | None = Field(
+        default=None,
+        description="Requests from this amount on (same currency); unset: any amount.",
+    )
 
 
 class EscalationStep(_Spec):
     """When the current level times out: who else may decide, and for how long."""
 
-    to: ApproverSet
-    timeout: Duration
-    required_approvals: int | None = Field(default=None, ge=1)
+    to: ApproverSet = Field(description="Who may decide from this step on.")
+    timeout: Duration = Field(description="How long this step waits for a decision.")
+    required_approvals: int | None = Field(
+        default=None,
+        ge=1,
+        description="Approvals needed at this step; unset: the policy's requiredApprovals.",
+    )
 
 
 class Reminders(_Spec):
     """Remind approvers who have not decided yet, on a cron cadence."""
 
-    cron: str = Field(
-        description="five-field cron expression, e.g. '0 9 * * 1-5'",
-        min_length=9,
-        max_length=200,
-        pattern=r"^\S+\s+\S+\s+\S+\s+\S+\s+\S+$",
+    cron: CronString = Field(description="When reminders go out. " + CRON_DESCRIPTION)
+    time_zone: TimeZone = Field(
+        default="UTC", description="The IANA time zone cron is evaluated in, like Europe/Berlin."
     )
-    time_zone: TimeZone = "UTC"
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: str) -> str:
-        message = f"{value!r} is not a five-field cron expression like '0 9 * * 1-5'"
-        if len(value.split()) != 5:
-            raise ValueError(message)
-        try:
-            CronSim(value, datetime.now(UTC))
-        except CronSimError:
-            raise ValueError(message) from None
-        return value
 
     def next_after(self, moment: datetime) -> datetime:
-        """The first reminder time strictly after ``moment`` (aware), in UTC."""
-        local = moment.astimezone(ZoneInfo(self.time_zone))
-        upcoming = next(iter(CronSim(self.cron, local)))
-        return upcoming.astimezone(UTC)
+        """The first reminder time strictly after ``moment`` (aware), in UTC, as Temporal's
+        reminder schedule would send it."""
+        found = cron_dialect.parse_cron(self.cron).next_after(moment, self.time_zone)
+        if found is None:
+            raise ValueError(f"'{self.cron}' has no reminder time after {moment} before 2101")
+        return found
 
 
 class SecretRef(_Spec):
     """A key of a Kubernetes Secret; workers read it from ``<secrets dir>/<name>/<key>``."""
 
-    name: str = Field(min_length=1)
-    key: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="The Secret's name (in the release namespace).")
+    key: str = Field(min_length=1, description="The key inside the Secret.")
 
 
 class EmailChannel(_Spec):
     """E-mail to approvers (and the requester, about the outcome)."""
 
-    enabled: bool = True
-    notify_requester: bool = True
+    enabled: bool = Field(default=True, description="Send e-mail at all.")
+    notify_requester: bool = Field(
+        default=True, description="Tell the requester the outcome by e-mail."
+    )
 
 
 class WebhookChannel(_Spec):
     """A Slack-compatible JSON webhook; its URL is a secret."""
 
-    url_secret_ref: SecretRef
+    url_secret_ref: SecretRef = Field(description="The Secret key that holds the webhook URL.")
 
 
 class Notifications(_Spec):
     """Where notifications go."""
 
-    email: EmailChannel | None = EmailChannel()
-    webhook: WebhookChannel | None = None
+    email: EmailChannel | None = Field(
+        default=EmailChannel(),
+        description="E-mail to approvers (and to the requester, about the outcome); null "
+        "turns e-mail off.",
+    )
+    webhook: WebhookChannel | None = Field(default=None, description="A chat webhook; unset: none.")
 
 
 class ApprovalPolicySpec(_Spec):
     """Who may approve what, and what happens when nobody does."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "(has(self.approvers.groups) && size(self.approvers.groups) > 0) || "
-                    "!has(self.requiredApprovals) || self.requiredApprovals <= "
-                    "(has(self.approvers.users) ? size(self.approvers.users) : 0)",
-                    "message": "requiredApprovals must not exceed the number of approvers "
-                    "named in approvers.users (or name a group)",
-                }
-            ]
-        }
+        json_schema_extra=_cel(
+            (
+                "(has(self.approvers.groups) && size(self.approvers.groups) > 0) || "
+                "!has(self.requiredApprovals) || self.requiredApprovals <= "
+                "(has(self.approvers.users) ? size(self.approvers.users) : 0)",
+                "requiredApprovals must not exceed the number of approvers "
+                "named in approvers.users (or name a group)",
+            )
+        )
     )
 
-    applies_to: AppliesTo = AppliesTo()
-    approvers: ApproverSet
-    required_approvals: int = Field(default=1, ge=1, le=100)
-    allow_self_approval: bool = False
+    applies_to: AppliesTo = Field(
+        default=AppliesTo(), description="Which requests the policy governs."
+    )
+    approvers: ApproverSet = Field(description="Who may decide.")
+    required_approvals: int = Field(
+        default=1, ge=1, le=100, description="Approvals needed (the quorum)."
+    )
+    allow_self_approval: bool = Field(
+        default=False, description="Whether a requester may approve their own request."
+    )
     veto: Literal["AnyReject", "Quorum"] = Field(
         default="AnyReject",
         description="AnyReject: one rejection decides; Quorum: rejected once the quorum "
-        "can no longer be reached",
+        "can no longer be reached.",
     )
-    timeout: Duration = timedelta(days=7)
-    escalations: list[EscalationStep] = Field(default_factory=list, max_length=10)
-    on_timeout: Literal["Reject", "Approve"] = "Reject"
-    reminders: Reminders | None = None
-    notifications: Notifications = Notifications()
+    timeout: Duration = Field(
+        default=timedelta(days=7),
+        description="How long a request waits for a decision before it escalates (or, "
+        "without escalations, ends as onTimeout says).",
+    )
+    escalations: list[EscalationStep] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Who decides next when a level times out, in order.",
+    )
+    on_timeout: Literal["Reject", "Approve"] = Field(
+        default="Reject", description="The outcome when the last level times out."
+    )
+    reminders: Reminders | None = Field(
+        default=None,
+        description="Reminders to approvers who have not decided; unset: no reminders.",
+    )
+    notifications: Notifications = Field(
+        default=Notifications(), description="Where notifications go."
+    )
 
     @model_validator(mode="after")
     def _reachable_quorum(self) -> Self:
@@ -302,11 +440,11 @@ class ApprovalPolicySpec(_Spec):
 
 
 class Metadata(BaseModel):
-    """The part of Kubernetes object metadata a policy uses."""
+    """The part of Kubernetes object metadata Muster uses."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    name: str = Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)
     namespace: str = "default"
     generation: int = 1
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -322,21 +460,40 @@ class ApprovalPolicy(BaseModel):
     metadata: Metadata
     spec: ApprovalPolicySpec
 
+    @model_validator(mode="after")
+    def _ids_fit(self) -> Self:
+        reminders = f"{self.metadata.namespace}.{self.metadata.name}.reminders"
+        problem = _schedule_id_problem(reminders, f"of the reminders, '{reminders}',")
+        if problem:
+            raise ValueError(
+                f"metadata.name: {problem}: the namespace and name together may have at "
+                f"most {MAX_SCHEDULE_ID - len('..reminders')} characters; use a shorter name"
+            )
+        return self
 
-# One field of a calendar: "*", "5", "1-5", "*/15", "0-30/10", lists of those; months and
-# days of the week may also be named ("MON-FRI", "JAN,JUL").
-_NUMBER_ITEM = r"(\*|[0-9]+(-[0-9]+)?)(/[0-9]+)?"
-_NAMED_ITEM = r"(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/[0-9]+)?"
-CALENDAR_FIELD = rf"^{_NUMBER_ITEM}(,{_NUMBER_ITEM})*$"
-NAMED_CALENDAR_FIELD = rf"^{_NAMED_ITEM}(,{_NAMED_ITEM})*$"
-_CALENDAR_FIELD_RE = re.compile(NAMED_CALENDAR_FIELD)
+
+# -- Schedule -----------------------------------------------------------------------------------
 
 
 class Interval(_Spec):
-    """Every ``every``, shifted by ``offset`` (``every: 1h, offset: 15m`` is hh:15)."""
+    """Every ``every``, shifted by ``offset`` from the Unix epoch (``every: 1h, offset: 15m``
+    runs at hh:15 UTC; time zones do not apply to intervals)."""
 
-    every: Duration
-    offset: Duration | None = None
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.offset) || !self.offset.matches('" + DURATION_PATTERN + "') || "
+                "!self.every.matches('" + DURATION_PATTERN + "') || "
+                f"{cel_seconds('self.offset')} < {cel_seconds('self.every')}",
+                "offset must be shorter than every",
+            )
+        )
+    )
+
+    every: Duration = Field(description="How often, at least 1s.")
+    offset: Duration | None = Field(
+        default=None, description="Shift of each run, shorter than every; unset: none."
+    )
 
     @model_validator(mode="after")
     def _offset_below_every(self) -> Self:
@@ -345,95 +502,204 @@ class Interval(_Spec):
         return self
 
 
-def _calendar_field(default: str, description: str, *, named: bool = False) -> Any:
+def _valid(field: cron_dialect.Field) -> AfterValidator:
+    def check(value: str) -> str:
+        try:
+            cron_dialect.field_items(value, field)
+        except cron_dialect.CronError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    return AfterValidator(check)
+
+
+_FIELD_SYNTAX = "'*', '5', '1-5', '*/15', '10-50/20' or lists like '0,30'"
+
+
+def _calendar_field(field: cron_dialect.Field, default: str, what: str) -> Any:
     return Field(
         default=default,
-        pattern=NAMED_CALENDAR_FIELD if named else CALENDAR_FIELD,
+        min_length=1,
         max_length=200,
-        description=description,
+        description=f"{what}: {_FIELD_SYNTAX}.",
+        json_schema_extra={CEL: cron_dialect.cel_field_rules(field)},
     )
 
 
 class CalendarSpec(_Spec):
-    """Matching times, field by field, in cron syntax (``*``, ``5``, ``1-5``, ``*/15``)."""
+    """Matching times, field by field: a time matches when every field matches (the day of
+    the month *and* the day of the week, unlike cron). Unset fields default to second 0,
+    minute 0, hour 0 and every day, month and year, so an entry that sets only dayOfWeek
+    matches 00:00:00 on those days, nothing else (set hour and minute to '*' to mean whole
+    days, for example in skip)."""
 
-    second: str = _calendar_field("0", "seconds 0-59")
-    minute: str = _calendar_field("0", "minutes 0-59")
-    hour: str = _calendar_field("0", "hours 0-23")
-    day_of_month: str = _calendar_field("*", "days of the month 1-31")
-    month: str = _calendar_field("*", "months 1-12 or JAN-DEC", named=True)
-    day_of_week: str = _calendar_field(
-        "*", "days of the week 0-6 (0 is Sunday) or SUN-SAT", named=True
+    second: Annotated[str, _valid(cron_dialect.SECOND)] = _calendar_field(
+        cron_dialect.SECOND, "0", "Seconds 0-59"
     )
-    year: str = _calendar_field("*", "years, e.g. 2027 or 2027-2030")
-    comment: str | None = Field(default=None, max_length=200)
+    minute: Annotated[str, _valid(cron_dialect.MINUTE)] = _calendar_field(
+        cron_dialect.MINUTE, "0", "Minutes 0-59"
+    )
+    hour: Annotated[str, _valid(cron_dialect.HOUR)] = _calendar_field(
+        cron_dialect.HOUR, "0", "Hours 0-23"
+    )
+    day_of_month: Annotated[str, _valid(cron_dialect.DAY_OF_MONTH)] = _calendar_field(
+        cron_dialect.DAY_OF_MONTH, "*", "Days of the month 1-31"
+    )
+    month: Annotated[str, _valid(cron_dialect.MONTH)] = _calendar_field(
+        cron_dialect.MONTH, "*", "Months 1-12 or JAN-DEC"
+    )
+    day_of_week: Annotated[str, _valid(cron_dialect.DAY_OF_WEEK)] = _calendar_field(
+        cron_dialect.DAY_OF_WEEK, "*", "Days of the week 0-7 (0 and 7 are Sunday) or SUN-SAT"
+    )
+    year: Annotated[str, _valid(cron_dialect.YEAR)] = _calendar_field(
+        cron_dialect.YEAR, "*", f"Years {cron_dialect.MIN_YEAR}-{cron_dialect.MAX_YEAR}"
+    )
+    comment: str | None = Field(
+        default=None, max_length=200, description="Shown in Temporal; unset: none."
+    )
 
 
 class SchedulePolicy(_Spec):
     """What happens when runs overlap, are missed, or fail."""
 
     overlap: OverlapPolicy = Field(
-        default="Skip", description="what to do when a run is due while one still runs"
+        default="Skip",
+        description="What to do when a run is due while one still runs: Skip it, BufferOne "
+        "(run it after), BufferAll, CancelOther, TerminateOther or AllowAll.",
     )
     catchup_window: Duration | None = Field(
         default=None,
-        description="how far back missed runs are still taken after an outage (Temporal: 1y)",
+        description="How far back missed runs are still taken after an outage; unset: "
+        "Temporal's default (1 year).",
     )
-    pause_on_failure: bool = False
+    pause_on_failure: bool = Field(
+        default=False, description="Pause the schedule when a run fails."
+    )
 
 
 class RetryPolicySpec(_Spec):
     """Retries of the started workflow (Temporal's RetryPolicy)."""
 
-    initial_interval: Duration | None = None
-    backoff_coefficient: float | None = Field(default=None, ge=1, le=100)
-    maximum_interval: Duration | None = None
-    maximum_attempts: int | None = Field(default=None, ge=0, le=1000)
+    initial_interval: Duration | None = Field(
+        default=None, description="Wait before the first retry; unset: Temporal's 1s."
+    )
+    backoff_coefficient: float | None = Field(
+        default=None, ge=1, le=100, description="Growth of the wait per retry; unset: 2."
+    )
+    maximum_interval: Duration | None = Field(
+        default=None, description="Longest wait; unset: 100 times initialInterval."
+    )
+    maximum_attempts: int | None = Field(
+        default=None, ge=0, le=1000, description="Attempts in all; unset or 0: unlimited."
+    )
     non_retryable_error_types: list[Annotated[str, Field(max_length=200)]] = Field(
-        default_factory=list, max_length=50
+        default_factory=list,
+        max_length=50,
+        description="Error types that are not retried.",
     )
 
 
-class WorkflowAction(_Spec):
-    """The workflow each action starts."""
+# Muster sets these on every run a Schedule starts.
+RESERVED_SEARCH_ATTRIBUTES = ("MusterPattern", "MusterSchedule")
+_SEARCH_ATTRIBUTE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-    type: str = Field(min_length=1, max_length=200, description="workflow type name")
-    task_queue: str = Field(min_length=1, max_length=200)
+
+class WorkflowAction(_Spec):
+    """The workflow each run starts."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            *[
+                (
+                    f"!has(self.searchAttributes) || !('{name}' in self.searchAttributes)",
+                    f"searchAttributes.{name} is set by Muster on every run (MusterPattern="
+                    "schedule, MusterSchedule=<namespace>/<name>); remove it",
+                )
+                for name in RESERVED_SEARCH_ATTRIBUTES
+            ],
+            (
+                "!has(self.searchAttributes) || self.searchAttributes.all(k, "
+                f"k.matches('{_SEARCH_ATTRIBUTE_NAME}'))",
+                "searchAttributes names are letters, digits and '_' (registered in Temporal)",
+            ),
+        )
+    )
+
+    type: str = Field(min_length=1, max_length=200, description="The workflow type name.")
+    task_queue: str = Field(
+        min_length=1, max_length=200, description="The task queue its worker polls."
+    )
     id: str | None = Field(
         default=None,
         pattern=_ID,
         max_length=200,
-        description="base workflow id (Temporal appends the scheduled time); default the "
-        "schedule id",
+        description="Base workflow id (Temporal appends the scheduled time); unset: the "
+        "schedule id.",
     )
-    args: list[Any] = Field(default_factory=list, max_length=20, description="JSON arguments")
-    execution_timeout: Duration | None = None
-    run_timeout: Duration | None = None
-    task_timeout: Duration | None = None
-    retry_policy: RetryPolicySpec | None = None
-    memo: dict[str, Any] = Field(default_factory=dict)
+    args: list[Any] = Field(
+        default_factory=list, max_length=20, description="JSON arguments of the workflow."
+    )
+    execution_timeout: Duration | None = Field(
+        default=None, description="Limit of the whole workflow with retries; unset: none."
+    )
+    run_timeout: Duration | None = Field(
+        default=None, description="Limit of one workflow run; unset: none."
+    )
+    task_timeout: Duration | None = Field(
+        default=None, description="Limit of one workflow task; unset: Temporal's 10s."
+    )
+    retry_policy: RetryPolicySpec | None = Field(
+        default=None, description="Retries of the workflow; unset: no retries."
+    )
+    memo: dict[str, Any] = Field(
+        default_factory=dict, description="Memo fields of every run (JSON values)."
+    )
     search_attributes: dict[str, Annotated[str, Field(max_length=200)]] = Field(
         default_factory=dict,
-        description="Keyword search attributes (registered in the namespace) on every run",
+        description="Keyword search attributes of every run. Each must be registered in the "
+        "Temporal namespace with type Keyword (the admission webhook checks); MusterPattern "
+        "and MusterSchedule are Muster's.",
     )
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> Self:
+        for name in RESERVED_SEARCH_ATTRIBUTES:
+            if name in self.search_attributes:
+                raise ValueError(
+                    f"searchAttributes.{name} is set by Muster on every run (MusterPattern="
+                    "schedule, MusterSchedule=<namespace>/<name>); remove it"
+                )
+        for name in self.search_attributes:
+            if not re.fullmatch(_SEARCH_ATTRIBUTE_NAME, name):
+                raise ValueError(
+                    "searchAttributes names are letters, digits and '_' (registered in "
+                    f"Temporal): {name!r} is not"
+                )
+        return self
 
 
 class TemporalTarget(_Spec):
     """Where the schedule lives in Temporal."""
 
     namespace: str | None = Field(
-        default=None, min_length=1, max_length=200, description="default: the operator's"
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The Temporal namespace (it must exist; the admission webhook checks); "
+        "unset: the operator's (TEMPORAL_NAMESPACE).",
     )
     schedule_id: str | None = Field(
         default=None,
         pattern=_ID,
         max_length=200,
-        description="default <kubernetes-namespace>.<name>",
+        description="The Temporal schedule id; unset: <kubernetes-namespace>.<name>, which "
+        f"must then fit in {MAX_SCHEDULE_ID} characters.",
     )
 
 
 class ScheduleSpec(_Spec):
-    """A Temporal schedule, in Kubernetes idiom."""
+    """A Temporal schedule, in Kubernetes idiom. Its times are the union of cron, intervals
+    and calendars, minus skip, between startAt and endAt."""
 
     model_config = ConfigDict(
         json_schema_extra=_cel(
@@ -450,43 +716,67 @@ class ScheduleSpec(_Spec):
         )
     )
 
-    suspend: bool = Field(default=False, description="pause the schedule (no new runs)")
-    cron: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+    suspend: bool = Field(default=False, description="Pause the schedule (no new runs).")
+    cron: list[CronString] = Field(
         default_factory=list,
         max_length=20,
-        description="cron expressions ('0 6 * * *', '@hourly'); evaluated in timeZone",
+        description="Cron expressions, evaluated in timeZone. Each: " + CRON_DESCRIPTION,
     )
-    intervals: list[Interval] = Field(default_factory=list, max_length=20)
-    calendars: list[CalendarSpec] = Field(default_factory=list, max_length=20)
+    intervals: list[Interval] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Fixed intervals (every, offset), counted from the Unix epoch in UTC.",
+    )
+    calendars: list[CalendarSpec] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Structured calendars, evaluated in timeZone: a time matches an entry "
+        "when all its fields match.",
+    )
     skip: list[CalendarSpec] = Field(
-        default_factory=list, max_length=20, description="times that never run"
+        default_factory=list,
+        max_length=20,
+        description="Times that never run, even when cron, intervals or calendars match. "
+        "Mind the defaults: an entry with only dayOfWeek: SAT skips 00:00:00 on Saturdays "
+        "and nothing else; add hour: '*' and minute: '*' to skip whole days.",
     )
-    time_zone: TimeZone = "UTC"
-    start_at: AwareDatetime | None = None
-    end_at: AwareDatetime | None = None
-    jitter: Duration | None = None
-    policy: SchedulePolicy = SchedulePolicy()
+    time_zone: TimeZone = Field(
+        default="UTC",
+        description="The IANA time zone (tz database name) cron and calendars are "
+        "evaluated in, like Europe/Berlin; not a UTC offset, not Local. " + DST,
+    )
+    start_at: AwareDatetime | None = Field(
+        default=None, description="No runs before this time (RFC 3339); unset: from now."
+    )
+    end_at: AwareDatetime | None = Field(
+        default=None, description="No runs after this time (RFC 3339); unset: no end."
+    )
+    jitter: Duration | None = Field(
+        default=None,
+        description="Delay each run by a random amount up to this; Temporal never delays "
+        "past the next run and at most about 49 days. Unset: no jitter.",
+    )
+    policy: SchedulePolicy = Field(
+        default=SchedulePolicy(), description="Overlap, catch-up and failure behaviour."
+    )
     remaining_actions: int | None = Field(
-        default=None, ge=0, description="stop after this many more runs (unset: unlimited)"
+        default=None,
+        ge=1,
+        description="Stop after this many more runs (at least 1; to stop runs now, set "
+        "suspend: true). Unset: unlimited. Changing it resets Temporal's count.",
     )
-    workflow: WorkflowAction
+    workflow: WorkflowAction = Field(description="The workflow each run starts.")
     deletion_policy: Literal["Delete", "Orphan"] = Field(
         default="Delete",
-        description="Delete: deleting the resource deletes the Temporal schedule; Orphan: keeps it",
+        description="Delete: deleting the resource deletes the Temporal schedule; Orphan: "
+        "keeps it.",
     )
-    temporal: TemporalTarget = TemporalTarget()
-    note: str | None = Field(default=None, max_length=500, description="shown in Temporal")
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, value: list[str]) -> list[str]:
-        for expression in value:
-            fields = expression.split()
-            if not (expression.startswith("@") and len(fields) == 1) and not 5 <= len(fields) <= 7:
-                raise ValueError(
-                    f"{expression!r} is not a cron expression ('0 6 * * *' or '@daily')"
-                )
-        return value
+    temporal: TemporalTarget = Field(
+        default=TemporalTarget(), description="Where the schedule lives in Temporal."
+    )
+    note: str | None = Field(
+        default=None, max_length=500, description="A note shown in Temporal; unset: none."
+    )
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -528,10 +818,26 @@ class Schedule(BaseModel):
     metadata: Metadata
     spec: ScheduleSpec
 
-
-def check_calendar_field(value: str) -> bool:
-    """Whether a calendar field has the allowed syntax (the CRD's pattern)."""
-    return bool(_CALENDAR_FIELD_RE.match(value))
+    @model_validator(mode="after")
+    def _ids_fit(self) -> Self:
+        namespace, name = self.metadata.namespace, self.metadata.name
+        if self.spec.temporal.schedule_id is None:
+            default = f"{namespace}.{name}"
+            problem = _schedule_id_problem(default, f"'{namespace}.<name>'")
+            if problem:
+                raise ValueError(
+                    f"metadata.name: {problem}: the namespace and name together may have at "
+                    f"most {MAX_SCHEDULE_ID - 1} characters; use a shorter name or set "
+                    "spec.temporal.scheduleId"
+                )
+        owner = f"{namespace}/{name}"
+        if len(owner) > MAX_KEYWORD:
+            raise ValueError(
+                f"metadata.name: every run carries MusterSchedule={namespace}/<name>, "
+                f"{len(owner)} characters; Temporal keeps keyword search attributes in "
+                f"{MAX_KEYWORD}-character columns: use a shorter name"
+            )
+        return self
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -556,45 +862,67 @@ KOPF_STATUS_DESCRIPTION = (
 class Condition(_Status):
     """A Kubernetes-style condition (``metav1.Condition``)."""
 
-    type: str
-    status: Literal["True", "False", "Unknown"]
-    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
-    message: str = Field(default="", max_length=32768)
-    last_transition_time: datetime
-    observed_generation: int | None = None
+    type: str = Field(description="Ready, Synced, Suspended, WorkerAvailable or Published.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        max_length=1024,
+        description="Why, in one CamelCase word (InvalidSpec, TemporalUnavailable, ...).",
+    )
+    message: str = Field(default="", max_length=32768, description="Why, for people.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the condition is about."
+    )
 
 
 class ActionRef(_Status):
     """One workflow a schedule started."""
 
-    workflow_id: str
-    run_id: str | None = None
-    scheduled_at: datetime | None = None
-    started_at: datetime | None = None
+    workflow_id: str = Field(description="The workflow id.")
+    run_id: str | None = Field(default=None, description="Its first run id.")
+    scheduled_at: datetime | None = Field(default=None, description="When it was due.")
+    started_at: datetime | None = Field(default=None, description="When it started.")
 
 
 class ActionCounters(_Status):
     """Temporal's counters of a schedule."""
 
-    taken: int = 0
-    missed_catchup_window: int = 0
-    skipped_overlap: int = 0
+    taken: int = Field(default=0, description="Runs started.")
+    missed_catchup_window: int = Field(
+        default=0, description="Runs missed because Temporal was down longer than the window."
+    )
+    skipped_overlap: int = Field(
+        default=0, description="Runs skipped because the previous one still ran."
+    )
 
 
 class ScheduleStatus(_Status):
     """What the operator last saw and did."""
 
     kopf: dict[str, Any] | None = Field(default=None, description=KOPF_STATUS_DESCRIPTION)
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
-    schedule_id: str | None = None
-    temporal_namespace: str | None = None
-    summary: str | None = Field(default=None, description="the schedule's times, for people")
-    next_action_times: list[datetime] = Field(default_factory=list)
-    last_action_time: datetime | None = None
-    recent_actions: list[ActionRef] = Field(default_factory=list)
-    running_workflows: list[ActionRef] = Field(default_factory=list)
-    actions: ActionCounters | None = None
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last synced."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Synced, Suspended and WorkerAvailable."
+    )
+    schedule_id: str | None = Field(default=None, description="The Temporal schedule id.")
+    temporal_namespace: str | None = Field(
+        default=None, description="The Temporal namespace it lives in."
+    )
+    summary: str | None = Field(default=None, description="The schedule's times, for people.")
+    next_action_times: list[datetime] = Field(
+        default_factory=list, description="The next runs Temporal has planned."
+    )
+    last_action_time: datetime | None = Field(default=None, description="When it last ran.")
+    recent_actions: list[ActionRef] = Field(
+        default_factory=list, description="The latest runs it started."
+    )
+    running_workflows: list[ActionRef] = Field(
+        default_factory=list, description="Its runs that still run."
+    )
+    actions: ActionCounters | None = Field(default=None, description="Temporal's counters.")
     last_handled_trigger: str | None = Field(
         default=None, description="the muster.io/trigger token acted on last"
     )
@@ -615,16 +943,24 @@ class ApprovalPolicyStatus(_Status):
     """What the operator last saw and did for a policy."""
 
     kopf: dict[str, Any] | None = Field(default=None, description=KOPF_STATUS_DESCRIPTION)
-    observed_generation: int | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last synced."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Synced and Published."
+    )
     published_sha256: str | None = Field(
         default=None, description="hash of the policy snapshot requests pin"
     )
-    reminder_schedule_id: str | None = None
+    reminder_schedule_id: str | None = Field(
+        default=None, description="The Temporal schedule that sends its reminders."
+    )
     reminder_fingerprint: str | None = Field(
         default=None, description="hash of the reminder schedule as the operator last wrote it"
     )
     pending_requests: int | None = Field(
         default=None, description="approval requests of this policy that wait for a decision"
     )
-    last_sync_time: datetime | None = None
+    last_sync_time: datetime | None = Field(
+        default=None, description="When the operator last synced it."
+    )
