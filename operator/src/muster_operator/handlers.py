@@ -16,10 +16,13 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from prometheus_client import start_http_server
 
+from muster_api import v1alpha1
 from muster_operator import approvalpolicies, metrics, schedules
-from muster_operator.context import Operator
+from muster_operator.admission import Refused, TemporalFacts, review_policy, review_schedule
+from muster_operator.context import Operator, operator_of
 from muster_operator.reconcile import TemporalUnavailable
 from muster_operator.settings import OperatorSettings
+from muster_operator.webhook import CertificateKeeper, WebhookServer
 from muster_runtime.settings import TemporalSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,11 @@ def build_registry(settings: OperatorSettings, temporal: TemporalSettings) -> ko
             await asyncio.to_thread(k8s_config.load_kube_config)
         operator.core = k8s.CoreV1Api()
         memo["operator"] = operator
+        if operator_settings.webhook.enabled:
+            # The API server calls in; the chart's ValidatingWebhookConfiguration names the
+            # paths (the handler ids below) and failurePolicy: Fail.
+            keeper = CertificateKeeper(operator_settings.webhook, operator.core.api_client)
+            settings.admission.server = WebhookServer(operator_settings.webhook, keeper)
         try:
             await operator.clients()
             metrics.TEMPORAL_UP.set(1)
@@ -96,4 +104,54 @@ def build_registry(settings: OperatorSettings, temporal: TemporalSettings) -> ko
     operator_settings = settings
     schedules.register(registry, settings)
     approvalpolicies.register(registry, settings)
+    if settings.webhook.enabled:
+        register_webhooks(registry, settings, temporal)
     return registry
+
+
+SCHEDULE_WEBHOOK = "validate-schedule"
+POLICY_WEBHOOK = "validate-approvalpolicy"
+"""Handler ids, which are also the webhook's URL paths (``/validate-schedule``)."""
+
+
+def register_webhooks(
+    registry: kopf.OperatorRegistry, settings: OperatorSettings, temporal: TemporalSettings
+) -> None:
+    """The validating admission handlers of both kinds (:mod:`muster_operator.admission`)."""
+    group, version = v1alpha1.GROUP, v1alpha1.VERSION
+    facts = TemporalFacts(
+        ttl=settings.webhook.temporal_cache_seconds,
+        timeout=settings.webhook.temporal_timeout_seconds,
+    )
+
+    @kopf.on.validate(
+        group, version, schedules.PLURAL, id=SCHEDULE_WEBHOOK,
+        operations=["CREATE", "UPDATE"], registry=registry,
+    )  # fmt: skip
+    async def validate_schedule(
+        *, body: kopf.Body, warnings: list[str], memo: Any, **kwargs: Any
+    ) -> None:
+        """Refuse what the reconciler (or Temporal) would refuse, with its message."""
+        operator = operator_of(memo)
+        try:
+            warnings += await review_schedule(
+                body,
+                kwargs.get("old"),
+                kwargs.get("operation"),
+                clients=operator.clients,
+                default_namespace=temporal.namespace,
+                facts=facts,
+            )
+        except Refused as exc:
+            raise kopf.AdmissionError(str(exc), code=422) from None
+
+    @kopf.on.validate(
+        group, version, approvalpolicies.PLURAL, id=POLICY_WEBHOOK,
+        operations=["CREATE", "UPDATE"], registry=registry,
+    )  # fmt: skip
+    async def validate_policy(*, body: kopf.Body, **kwargs: Any) -> None:
+        """Refuse what the reconciler would refuse, with its message."""
+        try:
+            review_policy(body, kwargs.get("old"), kwargs.get("operation"))
+        except Refused as exc:
+            raise kopf.AdmissionError(str(exc), code=422) from None

@@ -2,11 +2,80 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from muster_api import scheduling
 from muster_runtime.settings import Port, ServiceSettings
+
+
+class WebhookSettings(BaseModel):
+    """The validating admission webhook the operator serves (``MUSTER_OPERATOR_WEBHOOK__*``)."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    enabled: bool = False
+    """Serve the admission webhook over HTTPS (the chart turns it on and registers it in a
+    ValidatingWebhookConfiguration)."""
+    host: str = "0.0.0.0"  # noqa: S104 - the API server calls in from outside the pod
+    """Address the webhook listens on."""
+    port: Port = 9443
+    """Port the webhook listens on."""
+    tls_secret: str = ""
+    """Secret that holds the serving certificate (tls.crt, tls.key) and the CA bundle
+    (ca.crt); required when enabled."""
+    tls_secret_namespace: str = ""
+    """Namespace of that Secret (the release's); required when enabled."""
+    self_signed: bool = True
+    """true: the operator makes its own CA and serving certificate, keeps them in the
+    Secret, renews them before they expire and patches the CA into the webhook
+    configuration; false: someone else (cert-manager) writes the Secret and the CA bundle,
+    and the operator only reads it."""
+    dns_names: list[str] = Field(default_factory=list)
+    """Names (and IP addresses) the self-signed certificate is for: the webhook Service's
+    DNS names (JSON list)."""
+    configuration: str = ""
+    """The ValidatingWebhookConfiguration whose caBundle the operator keeps (self-signed)."""
+    certificate_days: float = Field(default=90.0, gt=0)
+    """Lifetime of a self-signed serving certificate."""
+    renew_before_days: float = Field(default=30.0, gt=0)
+    """A serving certificate is replaced when it has less than this left."""
+    ca_days: float = Field(default=3650.0, gt=0)
+    """Lifetime of the self-signed CA."""
+    ca_renew_before_days: float = Field(default=365.0, gt=0)
+    """A new CA joins the bundle when the current one has less than this left; the old one
+    stays trusted until it expires, so no request ever meets an untrusted certificate."""
+    check_seconds: float = Field(default=300.0, gt=0)
+    """How often the certificate is checked (and a renewal by cert-manager picked up)."""
+    temporal_cache_seconds: float = Field(default=10.0, ge=0)
+    """How long an answer from Temporal (a namespace exists, its search attributes) is
+    reused for later admission requests."""
+    temporal_timeout_seconds: float = Field(default=3.0, gt=0)
+    """How long an admission request waits for Temporal before it admits the resource with
+    a warning (the namespace and search attributes then are checked when the operator
+    reconciles it)."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if not self.enabled:
+            return self
+        if not (self.tls_secret and self.tls_secret_namespace):
+            raise ValueError(
+                "the webhook needs tls_secret and tls_secret_namespace (the Secret with its "
+                "serving certificate)"
+            )
+        if self.self_signed and not (self.dns_names and self.configuration):
+            raise ValueError(
+                "a self-signed webhook certificate needs dns_names (the Service's DNS names) "
+                "and configuration (the ValidatingWebhookConfiguration to put its CA in)"
+            )
+        if self.renew_before_days >= self.certificate_days:
+            raise ValueError("renew_before_days must be shorter than certificate_days")
+        if self.ca_renew_before_days >= self.ca_days:
+            raise ValueError("ca_renew_before_days must be shorter than ca_days")
+        return self
 
 
 class OperatorSettings(ServiceSettings):
@@ -45,3 +114,5 @@ class OperatorSettings(ServiceSettings):
     workqueue_queue_duration_seconds."""
     max_backoff_seconds: float = Field(default=60.0, gt=0)
     """Longest wait between retries while Temporal is unreachable."""
+    webhook: WebhookSettings = WebhookSettings()
+    """The validating admission webhook."""
