@@ -31,8 +31,10 @@ SCHEMAS := $(BIN)/schemas
 SKAFFOLD_MODULE_VERSION := 2.19.0
 SKAFFOLD_SCHEMA_VERSION := v4beta14
 PROMETHEUS_OPERATOR_VERSION := 0.94.0
+CERT_MANAGER_VERSION := 1.21.2
 SKAFFOLD_SCHEMA := $(SCHEMAS)/skaffold-$(SKAFFOLD_SCHEMA_VERSION).json
 MONITORING_CRDS := $(SCHEMAS)/monitoring-crds-v$(PROMETHEUS_OPERATOR_VERSION)
+CERT_MANAGER_CRDS := $(SCHEMAS)/cert-manager-crds-v$(CERT_MANAGER_VERSION)
 KIND_CHECK := $(BIN)/kind-config-check
 KINDCHECK_DIR := $(CURDIR)/infra/kindcheck
 OTELCOL := $(BIN)/otelcol-muster
@@ -155,8 +157,20 @@ $(GRAFANA_VOCABULARY)/.done: $(DASHCHECK_DIR)/go.mod
 .PHONY: dashboard-check
 dashboard-check: $(DASHCHECK) $(GRAFANA_VOCABULARY)/.done ## grafana-dashboard-check and Grafana's panel types and units
 
+# cert-manager's Certificate and Issuer, for the webhook's certManager variant of the chart.
+$(CERT_MANAGER_CRDS)/.done:
+	@$(kube_check_go)
+	@echo "fetching the cert-manager CRDs (v$(CERT_MANAGER_VERSION))"
+	@mkdir -p $(CERT_MANAGER_CRDS)
+	@dir=$(call fetch_module_dir,github.com/cert-manager/cert-manager@v$(CERT_MANAGER_VERSION)); \
+		[ -n "$$dir" ] || $(call kube_proxy_error,github.com/cert-manager/cert-manager v$(CERT_MANAGER_VERSION)); \
+		for kind in certificates issuers clusterissuers; do \
+			cp "$$dir/deploy/crds/cert-manager.io_$$kind.yaml" $(CERT_MANAGER_CRDS)/; \
+		done; chmod u+w $(CERT_MANAGER_CRDS)/*.yaml
+	@touch $@
+
 .PHONY: chart-tools
-chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(KIND_CHECK) $(OTELCOL) $(DASHCHECK) $(GRAFANA_VOCABULARY)/.done ## schemas and checkers the chart tests use
+chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(CERT_MANAGER_CRDS)/.done $(KIND_CHECK) $(OTELCOL) $(DASHCHECK) $(GRAFANA_VOCABULARY)/.done ## schemas and checkers the chart tests use
 
 .PHONY: test-chart
 test-chart: venv kube-tools prometheus chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)

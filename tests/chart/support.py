@@ -69,9 +69,11 @@ def _python_patterns(node: Any) -> Any:
 
 @cache
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) -> openAPIV3Schema of Muster's CRDs and the monitoring CRDs."""
+    """(apiVersion, kind) -> openAPIV3Schema of Muster's CRDs, the monitoring CRDs and
+    cert-manager's."""
     files = [*(CHART / "files" / "crds").glob("*.yaml")]
     files += [*SCHEMAS.glob("monitoring-crds-*/*.yaml")]
+    files += [*SCHEMAS.glob("cert-manager-crds-*/*.yaml")]
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for path in files:
         crd = yaml.safe_load(path.read_text())

@@ -6,6 +6,8 @@ ServiceAccount's token."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,10 +20,20 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from muster_dev.kube import KubeAccess
+from muster_dev.process import free_port
+from muster_operator.settings import WebhookSettings
+from muster_operator.webhook import plan
 from muster_runtime.polling import wait_until
 from muster_runtime.settings import TemporalSettings
 from tests.chart.support import CHART, SCENARIOS, SCHEMAS, values_file
-from tests.kube.operator_support import OperatorProcess, Resources, operator_env
+from tests.kube.operator_support import (
+    WEBHOOK_PATHS,
+    OperatorProcess,
+    Resources,
+    ca_bundle,
+    operator_env,
+    webhook_env,
+)
 from tests.kube.support import Run
 
 pytestmark = [pytest.mark.chart, pytest.mark.kube]
@@ -31,16 +43,20 @@ CRD_NAMES = ("schedules.muster.io", "approvalpolicies.muster.io")
 
 @pytest.fixture(scope="module")
 def cluster_ready(kubectl: Run) -> None:
-    """What a cluster has before Muster: the Prometheus Operator's CRDs (for the monitoring
-    scenario), Muster's CRDs, and the namespaces the production scenario's operator watches."""
+    """What a cluster has before Muster: the Prometheus Operator's and cert-manager's CRDs
+    (for the production scenario's monitoring and webhook certificate), Muster's CRDs, and
+    the namespaces the production scenario's operator watches."""
     monitoring = sorted(SCHEMAS.glob("monitoring-crds-*"))
     assert monitoring, "the Prometheus Operator CRDs are missing: run `make chart-tools`"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(monitoring[-1]))
+    cert_manager = sorted(SCHEMAS.glob("cert-manager-crds-*"))
+    assert cert_manager, "the cert-manager CRDs are missing: run `make chart-tools`"
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(cert_manager[-1]))
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CHART / "files" / "crds"))
     for name in ("payments", "hr"):
         if kubectl("get", "namespace", name, check=False).returncode != 0:
             kubectl("create", "namespace", name)
-    for crd in ("podmonitors.monitoring.coreos.com", *CRD_NAMES):
+    for crd in ("podmonitors.monitoring.coreos.com", "certificates.cert-manager.io", *CRD_NAMES):
         wait_established(kubectl, crd)
 
 
@@ -94,6 +110,25 @@ def test_install_upgrade_uninstall(
     common = ["--namespace", namespace, "--values", str(values_file(scenario)),
               "--set", "crds.install=false"]  # fmt: skip
     installed = helm_cluster("install", release, str(CHART), *common)
+    try:
+        check_installed(helm_cluster, kubectl, namespace, release, scenario, common, installed)
+    finally:
+        # Also on failure: the release's webhook configuration (failurePolicy Fail, nobody
+        # serving it here) would refuse every Schedule the later tests create.
+        helm_cluster("uninstall", release, "--namespace", namespace, "--wait", "--timeout",
+                     "150s", timeout=180, check=False)  # fmt: skip
+
+
+def check_installed(
+    helm_cluster: Run,
+    kubectl: Run,
+    namespace: str,
+    release: str,
+    scenario: str,
+    common: list[str],
+    installed: Any,
+) -> None:
+    """What test_install_upgrade_uninstall checks between install and uninstall."""
     assert "PodSecurity" not in installed.stderr, installed.stderr
     # helm test's Pod (a hook, so not installed) is admitted under the enforced level.
     test_pod = helm_cluster(
@@ -113,10 +148,17 @@ def test_install_upgrade_uninstall(
     objects = manifest_objects(helm_cluster, release, namespace)
     kinds = {o["kind"] for o in objects}
     assert {"Deployment", "ServiceAccount", "NetworkPolicy", "ConfigMap"} <= kinds
+    # The admission webhook: its configuration, Service, and certificate (cert-manager's
+    # Certificate in production, the operator's Secret otherwise).
+    assert {"ValidatingWebhookConfiguration", "Service"} <= kinds
+    assert ("Certificate" in kinds) == (scenario == "production")
     missing = [
         f"{o['kind']}/{o['metadata']['name']}" for o in objects if not exists(kubectl, o, namespace)
     ]
     assert not missing, f"helm said installed, the API server has not: {missing}"
+
+    if scenario != "production":
+        operator_writes_its_certificate(kubectl, namespace, release)
 
     session = f"{release}-muster-gateway-session"
     key_before = session_key(kubectl, namespace, session)
@@ -136,6 +178,14 @@ def test_install_upgrade_uninstall(
     for deployment in deployments["items"]:
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert labels.get("rollout") == "two", deployment["metadata"]["name"]
+    if scenario != "production":
+        # What the operator wrote (the certificate and the CA bundle) survives the upgrade.
+        secret = kubectl("get", "secret", f"{release}-muster-operator-webhook-tls",
+                         "-n", namespace, "-o", "json").stdout  # fmt: skip
+        assert json.loads(secret)["data"]["ca.crt"]
+        config = kubectl("get", "validatingwebhookconfiguration", f"{release}-muster-operator",
+                         "-o", "json").stdout  # fmt: skip
+        assert all(w["clientConfig"].get("caBundle") for w in json.loads(config)["webhooks"])
 
     # uninstall: everything goes but what is documented to stay (claims with their data).
     helm_cluster(
@@ -146,6 +196,23 @@ def test_install_upgrade_uninstall(
     assert left == kept, f"left behind: {[(o['kind'], o['metadata']['name']) for o in left]}"
     if scenario == "production":
         assert kept, "the scheduling worker's claim is kept on uninstall"
+
+
+def operator_writes_its_certificate(kubectl: Run, namespace: str, release: str) -> None:
+    """Do what the operator does to the chart's objects: fill the Secret, set the bundle."""
+    material = plan(None, WEBHOOK_SETTINGS, dt.datetime.now(dt.UTC), [])
+    kubectl("patch", "secret", f"{release}-muster-operator-webhook-tls", "-n", namespace,
+            "--type=merge", "-p", json.dumps({"data": material.secret_data()}))  # fmt: skip
+    bundle = base64.b64encode(material.ca_bundle).decode()
+    patch = [{"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": bundle}
+             for i in range(2)]  # fmt: skip
+    kubectl("patch", "validatingwebhookconfiguration", f"{release}-muster-operator",
+            "--type=json", "-p", json.dumps(patch))  # fmt: skip
+
+
+WEBHOOK_SETTINGS = WebhookSettings(
+    enabled=True, tls_secret="x", tls_secret_namespace="x", dns_names=["x"], configuration="x"
+)
 
 
 def session_key(kubectl: Run, namespace: str, name: str) -> str | None:
@@ -278,6 +345,8 @@ def test_operator_serviceaccount_can_do_its_job_and_nothing_more(
         ("patch", "approvalpolicies.muster.io/status"), ("create", "events"),
         ("create", "configmaps"), ("get", "configmaps/muster-approval-policies"),
         ("patch", "configmaps/muster-approval-policies"),
+        ("get", "secrets/muster-operator-webhook-tls"),
+        ("update", "secrets/muster-operator-webhook-tls"),
     ]  # fmt: skip
     for verb, resource in allowed:
         assert can_i(kubectl, who, verb, resource, *here), f"cannot {verb} {resource}"
@@ -285,7 +354,9 @@ def test_operator_serviceaccount_can_do_its_job_and_nothing_more(
         ("get", "secrets"), ("list", "secrets"), ("delete", "schedules.muster.io"),
         ("create", "schedules.muster.io"), ("get", "configmaps/someone-elses"),
         ("patch", "configmaps/someone-elses"), ("list", "pods"),
-        ("create", "leases.coordination.k8s.io"),
+        ("create", "leases.coordination.k8s.io"), ("create", "secrets"),
+        ("get", "secrets/someone-elses"), ("update", "secrets/someone-elses"),
+        ("delete", "secrets/muster-operator-webhook-tls"),
     ]  # fmt: skip
     for verb, resource in denied_here:
         assert not can_i(kubectl, who, verb, resource, *here), f"may {verb} {resource}"
@@ -297,6 +368,16 @@ def test_operator_serviceaccount_can_do_its_job_and_nothing_more(
             f"may {verb} {resource} anywhere"
         )
     assert not can_i(kubectl, who, "list", "schedules.muster.io", "--namespace", "kube-system")
+    # The self-signed webhook certificate: its own configuration's CA bundle, nothing else.
+    configs = "validatingwebhookconfigurations.admissionregistration.k8s.io"
+    assert can_i(kubectl, who, "patch", f"{configs}/muster-operator")
+    assert can_i(kubectl, who, "get", f"{configs}/muster-operator")
+    assert not can_i(kubectl, who, "patch", f"{configs}/someone-elses")
+    assert not can_i(kubectl, who, "list", configs)
+    assert not can_i(kubectl, who, "delete", f"{configs}/muster-operator")
+    assert not can_i(
+        kubectl, who, "create", "mutatingwebhookconfigurations.admissionregistration.k8s.io"
+    )
 
     # The default (cluster-wide) variant: its resources everywhere, still no Secrets.
     release = release_name()
@@ -360,9 +441,35 @@ def test_operator_runs_on_its_serviceaccount_alone(
     )
     env["KUBECONFIG"] = str(kubeconfig)
     env["MUSTER_OPERATOR_POLICY_CONFIGMAP"] = "muster-approval-policies"
+    # The chart's webhook, served by this operator: the configuration calls it by URL (it
+    # runs outside the cluster); it fills the chart's Secret and the configuration's CA
+    # bundle with its own rights.
+    port = free_port()
+    admission = client.AdmissionregistrationV1Api(api_client)
+    config = admission.read_validating_webhook_configuration("muster-operator")
+    patch = []
+    for index, webhook in enumerate(config.webhooks or []):
+        path = WEBHOOK_PATHS[webhook.name.split(".")[0]]
+        url = {"url": f"https://127.0.0.1:{port}/{path}"}
+        patch.append({"op": "replace", "path": f"/webhooks/{index}/clientConfig", "value": url})
+    admission.patch_validating_webhook_configuration("muster-operator", patch)
+    env |= webhook_env(
+        port, secret="muster-operator-webhook-tls", secret_namespace=namespace,
+        configuration="muster-operator",
+    )  # fmt: skip
     operator = OperatorProcess(env, tmp_path / "operator")
     operator.start()
     try:
+        wait_until(
+            lambda: ca_bundle(admission, "muster-operator"), what="the CA bundle", timeout=60
+        )
+        secret = core_api.read_namespaced_secret("muster-operator-webhook-tls", namespace)
+        assert set(secret.data or {}) >= {"tls.crt", "tls.key", "ca.crt"}
+        bad = {"cron": ["0 9 * * 1-7"], "workflow": {"type": "W", "taskQueue": "q"}}
+        with pytest.raises(ApiException, match="Temporal reads day of week '1-7'"):
+            Resources(
+                client.CustomObjectsApi(api_client), namespace, "schedules", "Schedule"
+            ).create("refused", bad)
         schedules = Resources(
             client.CustomObjectsApi(api_client), namespace, "schedules", "Schedule"
         )

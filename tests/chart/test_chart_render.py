@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from muster_api.search_attributes import cli_types
+from muster_operator.handlers import POLICY_WEBHOOK, SCHEDULE_WEBHOOK
 from tests.chart.support import (
     CHART,
     ROOT,
@@ -237,8 +238,8 @@ def test_production_scenario_has_hpa_pdb_ingress_and_monitoring(
 
 def test_operator_rbac_is_least_privilege(rendered: dict[str, list[Manifest]]) -> None:
     manifests = rendered["minimal"]
-    (cluster_role,) = _by_kind(manifests, "ClusterRole").values()
-    rules = cluster_role["rules"]
+    cluster_roles = _by_kind(manifests, "ClusterRole")
+    rules = cluster_roles["muster-operator"]["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]
                for v in rule["verbs"]}  # fmt: skip
     assert not any(r in {"secrets", "*"} or v == "*" for _, r, v in granted)
@@ -250,16 +251,125 @@ def test_operator_rbac_is_least_privilege(rendered: dict[str, list[Manifest]]) -
     assert not any(
         r in {"customresourcedefinitions", "namespaces", "leases"} for _, r, _ in granted
     )
+    # The self-signed webhook certificate: its own configuration's caBundle, by name only.
+    (webhook_rule,) = cluster_roles["muster-operator-webhook"]["rules"]
+    assert webhook_rule == {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["validatingwebhookconfigurations"],
+        "resourceNames": ["muster-operator"],
+        "verbs": ["get", "patch"],
+    }
+    assert set(cluster_roles) == {"muster-operator", "muster-operator-webhook"}
     roles = _by_kind(manifests, "Role")
-    (policies,) = roles.values()
-    named = [r for r in policies["rules"] if r.get("resourceNames")]
+    named = [r for r in roles["muster-operator-policies"]["rules"] if r.get("resourceNames")]
     assert named[0]["resourceNames"] == ["muster-approval-policies"]
     assert set(named[0]["verbs"]) == {"get", "patch", "update"}
-    # watchNamespaces: Roles in exactly those namespaces, no cluster-wide grant.
+    # Secrets: the webhook's serving certificate only, read and (self-signed) updated; the
+    # chart makes the Secret, so the operator cannot create any.
+    (secret_rule,) = roles["muster-operator-webhook"]["rules"]
+    assert secret_rule["resources"] == ["secrets"]
+    assert secret_rule["resourceNames"] == ["muster-operator-webhook-tls"]
+    assert set(secret_rule["verbs"]) == {"get", "update"}
+    # watchNamespaces: Roles in exactly those namespaces, no cluster-wide grant (cert-manager
+    # makes the webhook's certificate there, so the operator only reads it).
     production = rendered["production"]
     assert not _by_kind(production, "ClusterRole")
     namespaced = [m["metadata"]["namespace"] for m in production if m["kind"] == "Role"]
-    assert sorted(namespaced) == ["hr", "muster-system", "payments"]
+    assert sorted(namespaced) == ["hr", "muster-system", "muster-system", "payments"]
+    (secret_rule,) = _by_kind(production, "Role")["muster-operator-webhook"]["rules"]
+    assert secret_rule["verbs"] == ["get"]
+
+
+WEBHOOK_NAMES = {"schedules.validate.muster.io", "approvalpolicies.validate.muster.io"}
+WEBHOOK_PATHS = {"schedules": SCHEDULE_WEBHOOK, "approvalpolicies": POLICY_WEBHOOK}
+
+
+def test_admission_webhook_is_scoped_to_musters_kinds(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    for scenario in ("minimal", "production"):
+        manifests = rendered[scenario]
+        (config,) = _by_kind(manifests, "ValidatingWebhookConfiguration").values()
+        assert {w["name"] for w in config["webhooks"]} == WEBHOOK_NAMES
+        service = _by_kind(manifests, "Service")["muster-operator-webhook"]
+        assert service["spec"]["ports"] == [
+            {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+        ]
+        for webhook in config["webhooks"]:
+            assert webhook["failurePolicy"] == "Fail"
+            assert webhook["sideEffects"] == "None"
+            assert 1 <= webhook["timeoutSeconds"] <= 15
+            (rule,) = webhook["rules"]
+            assert rule["apiGroups"] == ["muster.io"]
+            assert rule["operations"] == ["CREATE", "UPDATE"]
+            assert rule["resources"] == [webhook["name"].split(".")[0]]
+            reference = webhook["clientConfig"]["service"]
+            assert reference["name"] == "muster-operator-webhook"
+            # The paths are the operator's handler ids.
+            assert reference["path"] == "/" + WEBHOOK_PATHS[rule["resources"][0]]
+            assert "caBundle" not in webhook["clientConfig"], "the operator or cert-manager sets it"
+        operator = _by_kind(manifests, "Deployment")["muster-operator"]["spec"]["template"]
+        (container,) = operator["spec"]["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["webhook"] == 9443
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["MUSTER_OPERATOR_WEBHOOK__ENABLED"] == "true"
+        assert env["MUSTER_OPERATOR_WEBHOOK__TLS_SECRET"] == "muster-operator-webhook-tls"
+        policy = _by_kind(manifests, "NetworkPolicy")["muster-operator"]
+        assert {"port": "webhook", "protocol": "TCP"} in [
+            p for rule in policy["spec"]["ingress"] for p in rule["ports"]
+        ]
+    # Self-signed (the default): the operator fills the chart's empty Secret and caBundle.
+    minimal = rendered["minimal"]
+    assert "data" not in _by_kind(minimal, "Secret")["muster-operator-webhook-tls"]
+    env = {e["name"]: e.get("value") for e in _by_kind(minimal, "Deployment")["muster-operator"][
+        "spec"]["template"]["spec"]["containers"][0]["env"]}  # fmt: skip
+    assert env["MUSTER_OPERATOR_WEBHOOK__SELF_SIGNED"] == "true"
+    assert env["MUSTER_OPERATOR_WEBHOOK__CONFIGURATION"] == "muster-operator"
+    assert json.loads(env["MUSTER_OPERATOR_WEBHOOK__DNS_NAMES"]) == [
+        "muster-operator-webhook",
+        "muster-operator-webhook.muster-system",
+        "muster-operator-webhook.muster-system.svc",
+    ]
+    assert not _by_kind(minimal, "Certificate")
+    # cert-manager (production): a Certificate from the named issuer, the CA injected, the
+    # webhook only where the operator works.
+    production = rendered["production"]
+    (config,) = _by_kind(production, "ValidatingWebhookConfiguration").values()
+    assert config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == (
+        "muster-system/muster-operator-webhook"
+    )
+    for webhook in config["webhooks"]:
+        (expression,) = webhook["namespaceSelector"]["matchExpressions"]
+        assert expression["values"] == ["payments", "hr"]
+    (certificate,) = _by_kind(production, "Certificate").values()
+    assert certificate["spec"]["secretName"] == "muster-operator-webhook-tls"
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "internal-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}  # fmt: skip
+    assert "muster-operator-webhook.muster-system.svc" in certificate["spec"]["dnsNames"]
+    assert "muster-operator-webhook-tls" not in _by_kind(production, "Secret")
+
+
+def test_webhook_variants_render_valid_objects(helm: Run) -> None:
+    # cert-manager without an issuer: the chart makes a self-signed CA with cert-manager.
+    made = render(helm, "minimal", "--set", "operator.webhook.certManager.enabled=true")
+    for manifest in made:
+        _validate(manifest)
+    issuers = _by_kind(made, "Issuer")
+    assert set(issuers) == {"muster-operator-webhook-selfsigned", "muster-operator-webhook-ca"}
+    certificates = _by_kind(made, "Certificate")
+    assert certificates["muster-operator-webhook-ca"]["spec"]["isCA"] is True
+    assert certificates["muster-operator-webhook"]["spec"]["issuerRef"]["name"] == (
+        "muster-operator-webhook-ca"
+    )
+    # Off: no webhook objects, no webhook grants, no webhook port.
+    off = render(helm, "minimal", "--set", "operator.webhook.enabled=false")
+    assert not _by_kind(off, "ValidatingWebhookConfiguration")
+    assert "muster-operator-webhook" not in _by_kind(off, "Service")
+    assert "muster-operator-webhook" not in _by_kind(off, "ClusterRole")
+    assert "muster-operator-webhook" not in _by_kind(off, "Role")
+    pod = _by_kind(off, "Deployment")["muster-operator"]["spec"]["template"]["spec"]
+    assert "webhook" not in {p["name"] for p in pod["containers"][0]["ports"]}
 
 
 def test_crds_rendered_with_keep_switch(helm: Run) -> None:
@@ -358,6 +468,8 @@ BAD_VALUES = [
         "targetCPUUtilizationPercentage",
     ),
     (["--set", "backends.persistence.size=lots"], "backends.persistence.size"),
+    (["--set", "operator.webhook.failurePolicy=Maybe"], "operator.webhook.failurePolicy"),
+    (["--set", "operator.webhook.timeoutSeconds=60"], "operator.webhook.timeoutSeconds"),
 ]
 
 

@@ -3,6 +3,7 @@ tier's control plane and the session's Temporal dev server, plus small API helpe
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Mapping
@@ -185,3 +186,69 @@ def events(
     """``(type, reason, message)`` of the Events about one object."""
     listed = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
     return [(e.type, e.reason, e.message) for e in listed.items]
+
+
+# -- the admission webhook, served by an operator outside the cluster ------------------------
+
+WEBHOOK_PATHS = {"schedules": "validate-schedule", "approvalpolicies": "validate-approvalpolicy"}
+"""URL paths of the operator's webhook (its kopf handler ids; the chart uses the same)."""
+
+
+def webhook_env(
+    port: int, *, secret: str, secret_namespace: str, configuration: str, **extra: str
+) -> dict[str, str]:
+    """Settings of an operator that serves the webhook on 127.0.0.1:``port`` with a
+    self-signed certificate for 127.0.0.1, kept in ``secret`` and trusted by
+    ``configuration``; ``extra`` are more MUSTER_OPERATOR_WEBHOOK__* settings (lower case)."""
+    env = {
+        "MUSTER_OPERATOR_WEBHOOK__ENABLED": "true",
+        "MUSTER_OPERATOR_WEBHOOK__HOST": "127.0.0.1",
+        "MUSTER_OPERATOR_WEBHOOK__PORT": str(port),
+        "MUSTER_OPERATOR_WEBHOOK__TLS_SECRET": secret,
+        "MUSTER_OPERATOR_WEBHOOK__TLS_SECRET_NAMESPACE": secret_namespace,
+        "MUSTER_OPERATOR_WEBHOOK__DNS_NAMES": json.dumps(["127.0.0.1"]),
+        "MUSTER_OPERATOR_WEBHOOK__CONFIGURATION": configuration,
+        "MUSTER_OPERATOR_WEBHOOK__CHECK_SECONDS": "2",
+    }
+    env.update({f"MUSTER_OPERATOR_WEBHOOK__{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+def validating_configuration(name: str, port: int, label: tuple[str, str]) -> dict[str, Any]:
+    """A ValidatingWebhookConfiguration like the chart's, calling ``https://127.0.0.1:port``
+    (``clientConfig.url``: the operator runs outside the cluster) for namespaces labelled
+    ``label``, without a CA bundle (the operator patches it in)."""
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{plural}.validate.muster.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "clientConfig": {"url": f"https://127.0.0.1:{port}/{path}"},
+                "rules": [
+                    {
+                        "apiGroups": [GROUP],
+                        "apiVersions": [VERSION],
+                        "resources": [plural],
+                        "operations": ["CREATE", "UPDATE"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": {"matchLabels": {label[0]: label[1]}},
+            }
+            for plural, path in WEBHOOK_PATHS.items()
+        ],
+    }
+
+
+def ca_bundle(admission: client.AdmissionregistrationV1Api, name: str) -> bytes | None:
+    """The CA bundle of a configuration's first webhook (None until one is set)."""
+    config = admission.read_validating_webhook_configuration(name)
+    webhooks = config.webhooks or []
+    raw = webhooks[0].client_config.ca_bundle if webhooks else None
+    return base64.b64decode(raw) if raw else None

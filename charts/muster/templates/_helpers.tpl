@@ -396,3 +396,27 @@ spec:
   mountPath: /etc/muster/policies
   readOnly: true
 {{- end }}
+
+{{/* The operator's admission webhook: its Service, serving-certificate Secret, and the
+ValidatingWebhookConfiguration (cluster-scoped, so named after the release). */}}
+{{- define "muster.webhookService" -}}
+{{- include "muster.componentName" (list . "operator-webhook") }}
+{{- end }}
+
+{{- define "muster.webhookSecret" -}}
+{{- include "muster.componentName" (list . "operator-webhook-tls") }}
+{{- end }}
+
+{{- define "muster.webhookConfiguration" -}}
+{{- include "muster.componentName" (list . "operator") }}
+{{- end }}
+
+{{/* The names the API server may call the webhook Service by (the serving certificate's). */}}
+{{- define "muster.webhookDnsNames" -}}
+{{- $service := include "muster.webhookService" . -}}
+{{- list $service (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s.svc" $service .Release.Namespace) | toJson }}
+{{- end }}
+
+{{- define "muster.webhookEnabled" -}}
+{{- if and .Values.operator.enabled .Values.operator.webhook.enabled }}true{{ end }}
+{{- end }}
