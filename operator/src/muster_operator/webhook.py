@@ -24,6 +24,7 @@ import base64
 import datetime as dt
 import ipaddress
 import logging
+import shutil
 import ssl
 import tempfile
 import urllib.parse
@@ -385,14 +386,24 @@ class CertificateKeeper:
                 ready.set()
                 failures = 0
                 delay = self.settings.check_seconds
-            except (ApiException, CertificateUnavailable, OSError, ssl.SSLError) as exc:
+            except Exception as exc:
+                # Whatever it is, the webhook keeps serving the certificate it has (the task
+                # ending would take the webhook down with it) and tries again.
                 failures += 1
                 delay = min(self.settings.check_seconds, 2.0 ** min(failures, 6))
+                expected = (ApiException, CertificateUnavailable, OSError, ssl.SSLError)
                 detail = f"{exc.status} {exc.reason}" if isinstance(exc, ApiException) else exc
                 log.warning(
-                    "webhook certificate not refreshed (%s); next try in %.0fs", detail, delay
+                    "webhook certificate not refreshed (%s); next try in %.0fs",
+                    detail,
+                    delay,
+                    exc_info=None if isinstance(exc, expected) else exc,
                 )
             await asyncio.sleep(delay)
+
+    def close(self) -> None:
+        """Remove the folder certificates pass through on their way into a TLS context."""
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class WebhookServer(kopf.WebhookServer):
@@ -435,3 +446,4 @@ class WebhookServer(kopf.WebhookServer):
         finally:
             keeping.cancel()
             await runner.cleanup()
+            self.keeper.close()
