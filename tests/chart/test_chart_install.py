@@ -246,6 +246,28 @@ def crd_annotations(kubectl: Run, crd: str) -> dict[str, str] | None:
     return None if state is None else dict(state["metadata"].get("annotations", {}))
 
 
+def release_abandoned_resources(kubectl: Run) -> None:
+    """Drop the finalizer of Muster resources left in deleted test namespaces.
+
+    The tiers share one control plane per session, and without a controller-manager a deleted
+    namespace keeps its objects: a Schedule an operator test left behind keeps the
+    operator's finalizer with no operator to remove it, and would hold up the deletion of
+    its CRD forever. Only namespaces already being deleted are touched."""
+    for plural in ("schedules.muster.io", "approvalpolicies.muster.io"):
+        listed = kubectl("get", plural, "--all-namespaces", "-o", "json", check=False)
+        if listed.returncode != 0:
+            continue
+        for item in json.loads(listed.stdout)["items"]:
+            meta = item["metadata"]
+            namespace = kubectl("get", "namespace", meta["namespace"], "-o", "json", check=False)
+            terminating = namespace.returncode != 0 or "deletionTimestamp" in json.loads(
+                namespace.stdout
+            ).get("metadata", {})
+            if meta.get("finalizers") and terminating:
+                kubectl("patch", plural, meta["name"], "-n", meta["namespace"], "--type=merge",
+                        "-p", '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
+
+
 def wait_crds_gone(kubectl: Run, *, only_terminating: bool = False) -> None:
     """Poll until Muster's CRDs are deleted (the API server first deletes every custom
     resource of theirs, which can take a while on a busy machine)."""
@@ -294,6 +316,7 @@ def test_crds_install_upgrade_and_keep_switch(
             assert "deletionTimestamp" not in kept["metadata"], f"{crd} is being deleted"
 
         # keep off: uninstall removes them (and every Schedule with them).
+        release_abandoned_resources(kubectl)
         release = release_name()
         adopt_crds(kubectl, release, namespace)
         helm_cluster("install", release, str(CHART), *only_crds, "--set", "crds.keep=false")
