@@ -17,7 +17,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from muster_api.common import Identifier, Money
+from muster_api.common import FreeText, Identifier, Money, OneLine
 from muster_api.v1alpha1 import REMINDERS_ANNOTATION, ApprovalPolicy, ApprovalPolicySpec
 
 WORKFLOW = "Approval"
@@ -42,19 +42,19 @@ def workflow_id(request_id: str) -> str:
 class ApprovalRequest(BaseModel):
     """What a caller (a person through the gateway, or another workflow) asks to approve."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     request_id: Identifier
-    kind: str = Field(min_length=1, max_length=64, description="e.g. purchase, vacation, order")
-    requester: str = Field(min_length=1, max_length=256, description="who asks (a user id)")
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=4000)
+    kind: OneLine = Field(min_length=1, max_length=64, description="e.g. purchase, vacation, order")
+    requester: OneLine = Field(min_length=1, max_length=256, description="who asks (a user id)")
+    title: OneLine = Field(min_length=1, max_length=200)
+    description: FreeText = Field(default="", max_length=4000)
     amount: Money | None = None
-    policy: str = Field(min_length=1, max_length=253, description="ApprovalPolicy name")
-    subject: str | None = Field(
+    policy: OneLine = Field(min_length=1, max_length=253, description="ApprovalPolicy name")
+    subject: OneLine | None = Field(
         default=None, max_length=256, description="what it concerns, e.g. an order id"
     )
-    context: dict[str, str] = Field(default_factory=dict, description="shown to approvers")
+    context: dict[OneLine, OneLine] = Field(default_factory=dict, description="shown to approvers")
 
 
 class AuditEntry(BaseModel):
@@ -86,7 +86,7 @@ class ApprovalResult(BaseModel):
 class RemindRequest(BaseModel):
     """One reminder round; ``key`` (from the schedule's time) makes a repeat a no-op."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     key: Identifier
 
@@ -116,11 +116,11 @@ class Decision(BaseModel):
     ``approver`` is the authenticated user: the gateway sets it from the caller's identity.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    approver: str = Field(min_length=1, max_length=256)
+    approver: OneLine = Field(min_length=1, max_length=256)
     verdict: Verdict
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: FreeText | None = Field(default=None, max_length=2000)
     via: Literal["api", "web", "cli", "signal"] = "api"
 
 

@@ -12,12 +12,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from muster_api import search_attributes as sa
 from muster_api.approval import TASK_QUEUE as APPROVAL_TASK_QUEUE
-from muster_api.common import Identifier, Money
+from muster_api.common import FreeText, Identifier, Money, OneLine
 
 __all__ = [
     "Address",
@@ -57,7 +57,7 @@ Sku = str
 class OrderItem(BaseModel):
     """One line of an order."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     sku: Sku = Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$", description="stock keeping unit")
     # Left out of the serialized form when unset, so orders without names travel exactly
@@ -72,28 +72,39 @@ class OrderItem(BaseModel):
     quantity: int = Field(ge=1, le=1000)
     unit_price: Money
 
+    @field_validator("unit_price")
+    @classmethod
+    def _priced(cls, value: Money) -> Money:
+        if value.amount_minor == 0:
+            raise ValueError("an item's unit price must be more than zero")
+        return value
+
 
 class Address(BaseModel):
     """Where the parcel goes."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    name: str = Field(min_length=1, max_length=100)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=2, max_length=16)
+    name: OneLine = Field(min_length=1, max_length=100)
+    line1: OneLine = Field(min_length=1, max_length=200)
+    line2: OneLine | None = Field(default=None, max_length=200)
+    city: OneLine = Field(min_length=1, max_length=100)
+    postal_code: OneLine = Field(min_length=2, max_length=16)
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+
+
+MAX_TOTAL_MINOR = 10**13
+"""The largest order total, in minor units (what :class:`Money` carries)."""
 
 
 class Order(BaseModel):
     """An order as the shop submits it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     order_id: Identifier
-    customer_id: str = Field(min_length=1, max_length=128)
-    customer_email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    customer_id: OneLine = Field(min_length=1, max_length=128)
+    customer_email: OneLine = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
     items: list[OrderItem] = Field(min_length=1, max_length=100)
     shipping_address: Address
     payment_token: str = Field(pattern=r"^tok_[A-Za-z0-9_]{1,64}$")
@@ -107,6 +118,11 @@ class Order(BaseModel):
         duplicates = sorted({s for s in skus if skus.count(s) > 1})
         if duplicates:
             raise ValueError(f"each SKU may appear once; repeated: {', '.join(duplicates)}")
+        total = sum(item.unit_price.amount_minor * item.quantity for item in self.items)
+        if total > MAX_TOTAL_MINOR:
+            raise ValueError(
+                f"the order's total ({total} minor units) is more than {MAX_TOTAL_MINOR}"
+            )
         return self
 
     @property
@@ -121,7 +137,7 @@ class Order(BaseModel):
 class FulfillmentOptions(BaseModel):
     """Per-order knobs with production defaults; tests shorten the timings."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     step_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     step_max_attempts: int = Field(default=10, ge=1, le=100)
@@ -135,7 +151,7 @@ class FulfillmentOptions(BaseModel):
 class FulfillmentInput(BaseModel):
     """The workflow's one input."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     order: Order
     options: FulfillmentOptions = FulfillmentOptions()
@@ -189,11 +205,11 @@ class AttentionInfo(BaseModel):
 class ResolveInput(BaseModel):
     """A person's resolution of an order that needs attention (the ``resolve`` update)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     action: Literal["retry_compensation", "mark_resolved"]
-    operator: str = Field(min_length=1, max_length=128, description="who resolves it")
-    note: str = Field(default="", max_length=2000)
+    operator: OneLine = Field(min_length=1, max_length=128, description="who resolves it")
+    note: FreeText = Field(default="", max_length=2000)
 
 
 class OrderState(BaseModel):

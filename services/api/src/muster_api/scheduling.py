@@ -27,7 +27,7 @@ ApprovalPolicy's reminder schedule runs it."""
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class DailyReportInput(_Input):

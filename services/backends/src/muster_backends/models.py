@@ -24,9 +24,10 @@ Sku = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
 
 
 class Strict(BaseModel):
-    """Unknown fields are errors, not silently ignored."""
+    """JSON types as documented, no coercion ("2" is not 2, true is not 1); unknown fields
+    are errors, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ItemLine(Strict):

@@ -2,11 +2,13 @@
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PingInput(BaseModel):
     """What a caller sends through the canary."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     message: str = Field(min_length=1, max_length=1000)
 
