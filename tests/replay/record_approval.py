@@ -106,6 +106,18 @@ async def quorum_approved(world: World) -> Handle:
     return handle
 
 
+async def title_in_memo(world: World) -> Handle:
+    """Started without a memo, as an order's saga starts it: the workflow puts the title in
+    its memo (patch ``title-in-memo``), where lists read it; then approved."""
+    name = world.policy("memo", approvers="{users: [alice]}")
+    handle = await world.start(name)
+    await handle.execute_update(Approval.decide, decide("alice"))
+    await handle.result()
+    memo = await (await handle.describe()).memo()
+    assert memo["title"], memo
+    return handle
+
+
 async def veto_any_reject(world: World) -> Handle:
     """One rejection decides under AnyReject."""
     name = world.policy("anyreject", approvers="{users: [alice, bob, carol]}",
@@ -379,6 +391,7 @@ async def reminders_by_cron(world: World) -> Handle:
 
 
 DEV_SERVER: dict[str, Callable[[World], Awaitable[Handle]]] = {
+    "title_in_memo": title_in_memo,
     "quorum_approved": quorum_approved,
     "veto_any_reject": veto_any_reject,
     "veto_quorum": veto_quorum,

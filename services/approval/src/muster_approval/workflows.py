@@ -63,6 +63,8 @@ changed together: a bounded wait for notifications at the end, a notice when a r
 withdrawn, and the failure's own message in the audit trail; verdicts as words ("rejected",
 not "rejectd") and a policy that does not apply said without Python reprs; and
 ``MusterDecidedBy``, so people find the requests they decided."""
+TITLE_MEMO_PATCH = "title-in-memo"
+"""Patch id of the step that puts a request's title in its memo (histories before it lack it)."""
 
 
 @workflow.defn(name=WORKFLOW)
@@ -171,6 +173,7 @@ class Approval:
     async def run(self, request: ApprovalRequest) -> ApprovalResult:
         patched = workflow.patched(PEOPLE_PATCH)
         self._bounded_notifications = self._human_wording = self._decided_by = patched
+        self._title_in_memo()
         self._log(request.requester, "requested", request.title)
         try:
             await self._wait_for_people()
@@ -400,7 +403,8 @@ class Approval:
         """Refuse a decision that must not count; an identical repeat is fine."""
         refused = rules.refusal(self._ballot(), decision)
         if refused is not None:
-            raise ApplicationError(refused.message, type=refused.kind.value)
+            # A refusal is an answer, not a transient fault: sending it again changes nothing.
+            raise ApplicationError(refused.message, type=refused.kind.value, non_retryable=True)
 
     def _apply(self, decision: Decision) -> None:
         if rules.decision_of(self.decisions, decision.approver) is not None:
@@ -432,6 +436,18 @@ class Approval:
             self._log("muster", self.status.value, self.reason or "")
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _title_in_memo(self) -> None:
+        """Put the title in the memo, where lists of requests read it, if the starter did not.
+
+        The gateway starts requests with it; another workflow (an order's approval) or the
+        temporal CLI does not. Histories from before this step have no patch marker and
+        replay without it.
+        """
+        if workflow.memo_value("title", None, type_hint=str) is None and workflow.patched(
+            TITLE_MEMO_PATCH
+        ):
+            workflow.upsert_memo({"title": self.request.title})
 
     def _summary(self) -> list[str]:
         request = self.request

@@ -127,14 +127,19 @@ class OrderFulfillment:
 
     @resolve.validator
     def _validate_resolve(self, request: ResolveInput) -> None:
+        # A refusal is an answer, not a transient fault: non-retryable. It leaves no history.
         if self.status != OrderStatus.NEEDS_ATTENTION or self.resolution is not None:
             raise ApplicationError(
                 f"order {self.order.order_id} is {self.status.value}; only an order that "
-                "needs attention can be resolved"
+                "needs attention can be resolved",
+                type="NotResolvable",
+                non_retryable=True,
             )
         if request.action == "mark_resolved" and len(request.note.strip()) < 3:
             raise ApplicationError(
-                "mark_resolved needs a note saying what was done by hand (at least 3 characters)"
+                "mark_resolved needs a note saying what was done by hand (at least 3 characters)",
+                type="NoteRequired",
+                non_retryable=True,
             )
 
     # -- the saga --------------------------------------------------------------------------
