@@ -81,6 +81,7 @@ class Platform:
     tmp: Path
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
+    gateway_env: dict[str, str] = field(default_factory=dict)
     """/metrics URL of each process by its module."""
     session_key: bytes = b""
     """The key the gateway signs web sessions with (tests mint expired and forged ones)."""
@@ -109,6 +110,22 @@ class Platform:
             self.metrics,
         )
         self.processes["approval"] = process
+        return process
+
+    def start_worker(self, name: str, module: str, env: dict[str, str], prefix: str) -> None:
+        """Start one more worker process (stopped with the platform)."""
+        self.processes[name] = _start_ready(
+            module, env, self.tmp / f"{name}.log", prefix, self.metrics
+        )
+
+    def restart_gateway(self) -> ManagedProcess:
+        """Stop the gateway (SIGTERM, it drains) and start it again on the same port."""
+        self.processes["gateway"].stop()
+        process = _start_ready(
+            "muster_gateway", self.gateway_env, self.tmp / "gateway.log", "MUSTER_GATEWAY_",
+            self.metrics,
+        )  # fmt: skip
+        self.processes["gateway"] = process
         return process
 
 
@@ -192,22 +209,20 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
             "MUSTER_FULFILLMENT_",
             found.metrics,
         )
+        found.gateway_env = {
+            **temporal_env,
+            "MUSTER_GATEWAY_API__HOST": "127.0.0.1",
+            "MUSTER_GATEWAY_API__PORT": str(gateway_port),
+            "MUSTER_GATEWAY_POLICIES_DIR": str(policies),
+            "MUSTER_GATEWAY_DIRECTORY_FILE": str(REPO / "examples" / "directory.yaml"),
+            "MUSTER_GATEWAY_AUTH__TOKENS_FILE": str(REPO / "examples/gateway/tokens.yaml"),
+            "MUSTER_GATEWAY_AUTH__MODE": "tokens+proxy",
+            "MUSTER_GATEWAY_AUTH__SESSION_SECRET_FILE": str(session_key),
+        }
         processes["gateway"] = _start_ready(
-            "muster_gateway",
-            {
-                **temporal_env,
-                "MUSTER_GATEWAY_API__HOST": "127.0.0.1",
-                "MUSTER_GATEWAY_API__PORT": str(gateway_port),
-                "MUSTER_GATEWAY_POLICIES_DIR": str(policies),
-                "MUSTER_GATEWAY_DIRECTORY_FILE": str(REPO / "examples" / "directory.yaml"),
-                "MUSTER_GATEWAY_AUTH__TOKENS_FILE": str(REPO / "examples/gateway/tokens.yaml"),
-                "MUSTER_GATEWAY_AUTH__MODE": "tokens+proxy",
-                "MUSTER_GATEWAY_AUTH__SESSION_SECRET_FILE": str(session_key),
-            },
-            tmp / "gateway.log",
-            "MUSTER_GATEWAY_",
+            "muster_gateway", found.gateway_env, tmp / "gateway.log", "MUSTER_GATEWAY_",
             found.metrics,
-        )
+        )  # fmt: skip
         yield found
     finally:
         for process in reversed(list(processes.values())):

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from muster_dev.process import wait_for_exit
 from tests.helpers import REPO, async_wait_until
@@ -151,7 +152,7 @@ async def test_quorum_with_concurrent_and_duplicate_decisions(running: Platform)
     async with running.client("alice") as alice, running.client("bob") as bob:
         no_reason = await bob.post(f"/v1/approvals/{request_id}/reject", json={})
         assert no_reason.status_code == 422
-        assert no_reason.json()["detail"] == "a rejection needs a reason"
+        assert "a rejection needs a reason" in no_reason.json()["detail"]
         first = await alice.post(f"/v1/approvals/{request_id}/approve")
         again = await alice.post(f"/v1/approvals/{request_id}/approve")
         assert first.status_code == again.status_code == 200
@@ -239,20 +240,27 @@ async def test_a_request_survives_a_worker_restart(running: Platform) -> None:
 
 async def test_orders_are_idempotent_per_key(running: Platform) -> None:
     body = order_body()
+    key = f"k-{uuid.uuid4().hex[:8]}"
     async with running.client("shop") as shop:
         missing = await shop.post("/v1/orders", json=body)
         assert missing.status_code == 422
         assert "Idempotency-Key" in missing.json()["detail"]
-        first = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
+        first = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": key})
         assert first.status_code == 201, first.text
-        again = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-1"})
-        assert again.status_code == 200
+        assert "Idempotent-Replayed" not in first.headers
+        # The same request again is answered as the first was, marked as a replay.
+        again = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": key})
+        assert again.status_code == 201
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.headers["Location"] == first.headers["Location"]
+        assert again.json()["order_id"] == body["order_id"]
         other = dict(body, payment_token="tok_other")
-        conflict = await shop.post("/v1/orders", json=other, headers={"Idempotency-Key": "k-1"})
+        conflict = await shop.post("/v1/orders", json=other, headers={"Idempotency-Key": key})
         assert conflict.status_code == 422
         assert conflict.json()["type"] == "urn:muster:problem:idempotency-conflict"
-        twice = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": "k-2"})
+        twice = await shop.post("/v1/orders", json=body, headers={"Idempotency-Key": f"{key}-2"})
         assert twice.status_code == 409
+        assert twice.json()["type"] == "urn:muster:problem:order-exists"
 
         async def fulfilled() -> bool:
             state = (await shop.get(f"/v1/orders/{body['order_id']}")).json()
@@ -261,6 +269,45 @@ async def test_orders_are_idempotent_per_key(running: Platform) -> None:
         await async_wait_until(fulfilled, what="order fulfilled", timeout=60)
     async with running.client("dave") as dave:
         assert (await dave.get(f"/v1/orders/{body['order_id']}")).status_code == 403
+        # Keys are per caller: dave's k-1 is not the shop's.
+        mine = order_body()
+        own = await dave.post("/v1/orders", json=mine, headers={"Idempotency-Key": key})
+        assert own.status_code == 201, own.text
+
+
+async def test_one_key_two_orders_is_one_charge_even_across_a_gateway_restart(
+    running: Platform, client: Client
+) -> None:
+    """The report: order repro-a, then repro-b under the same key, both 201, two charges."""
+    key = f"k-{uuid.uuid4().hex[:8]}"
+    first_order, second_order = order_body(), order_body()
+    async with running.client("shop") as shop:
+        first = await shop.post("/v1/orders", json=first_order, headers={"Idempotency-Key": key})
+        assert first.status_code == 201, first.text
+    # The key is held in Temporal, not in the gateway's memory.
+    running.restart_gateway()
+    async with running.client("shop") as shop:
+        second = await shop.post("/v1/orders", json=second_order, headers={"Idempotency-Key": key})
+        assert second.status_code == 422, second.text
+        assert second.json()["type"] == "urn:muster:problem:idempotency-conflict"
+        assert "another request" in second.json()["detail"]
+        replay = await shop.post("/v1/orders", json=first_order, headers={"Idempotency-Key": key})
+        assert replay.status_code == 201
+        assert replay.headers["Idempotent-Replayed"] == "true"
+
+        async def fulfilled() -> bool:
+            state = (await shop.get(f"/v1/orders/{first_order['order_id']}")).json()
+            return bool(state["status"] == "fulfilled")
+
+        await async_wait_until(fulfilled, what="first order fulfilled", timeout=60)
+    charged = [
+        row for row in running.backends.get("/payment/ledger")["charges"]
+        if row["order_id"] in (first_order["order_id"], second_order["order_id"])
+    ]  # fmt: skip
+    assert [row["order_id"] for row in charged] == [first_order["order_id"]]
+    second_id = f"order-{second_order['order_id']}"
+    with pytest.raises(RPCError, match="not found"):
+        await client.get_workflow_handle(second_id).describe()
 
 
 async def test_a_large_order_waits_for_finance(running: Platform) -> None:
@@ -279,6 +326,15 @@ async def test_a_large_order_waits_for_finance(running: Platform) -> None:
     async with running.client("alice") as alice:
         state = (await alice.get(f"/v1/approvals/{request_id}")).json()
         assert state["policy"] == "large-orders"
+        # The list shows the title the request carries (the saga starts it without a memo).
+        title = state["request"]["title"]
+        assert title == f"Order {body['order_id']} for 1500.00 EUR"
+
+        async def listed() -> list[dict[str, Any]] | None:
+            rows = (await alice.get("/v1/approvals", params={"status": "pending"})).json()
+            return [r for r in rows if r["request_id"] == request_id] or None
+
+        assert [r["title"] for r in await async_wait_until(listed, what="listed")] == [title]
         assert state["request"]["amount"] == {"amount_minor": 150_000, "currency": "EUR"}
         # Whoever is asked to approve an order may look at it; nobody else may.
         assert (await alice.get(f"/v1/orders/{body['order_id']}")).status_code == 200

@@ -19,8 +19,10 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Histogram
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from muster_backends import inventory, notification, payment, shipping
 from muster_backends.models import (
@@ -112,11 +114,13 @@ def create_app(backends: Backends) -> FastAPI:
         backends.close()
 
     post_paths: set[str] = set()
-    app = FastAPI(
+    # The API reference (/docs, /redoc) serves its assets from the installed package.
+    app = FastAPIOffline(
         title="Muster reference backends",
         version="1",
         description=__doc__,
         lifespan=lifespan,
+        static_url="/docs-assets",
     )
 
     @app.exception_handler(RequestValidationError)
@@ -129,9 +133,11 @@ def create_app(backends: Backends) -> FastAPI:
         REQUESTS.labels(_backend_of(request), _operation(request), "invalid").inc()
         return _json(problem(422, "validation", "Invalid request", detail, errors=errors))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _json(problem(exc.status_code, "http", "Request failed", str(exc.detail)))
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = _json(problem(exc.status_code, "http", "Request failed", str(exc.detail)))
+        response.headers.update(exc.headers or {})  # a 405 says what is allowed
+        return response
 
     @app.middleware("http")
     async def observe_and_inject_faults(

@@ -22,6 +22,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from muster_api.common import text_problems
 from muster_api.fulfillment import (
     RESOLVE_UPDATE,
     STATE_QUERY,
@@ -41,10 +42,19 @@ from muster_runtime.settings import SettingsError, TemporalSettings, load_settin
 from muster_runtime.shutdown import exit_now
 
 
+class InvalidOrder(ValueError):
+    """An order that validates but holds text it must not (a control character, say)."""
+
+
 def read_order(path: str) -> Order:
     """An order from a JSON file (``-`` for standard input), validated."""
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    return Order.model_validate_json(text)
+    order = Order.model_validate_json(text)
+    problems = text_problems(order)
+    if problems:
+        where, problem = problems[0]
+        raise InvalidOrder(f"{'.'.join(str(p) for p in where)}: {problem}")
+    return order
 
 
 SETTLED = {
@@ -214,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         done = asyncio.run(run(args, temporal))
         text, code = done if isinstance(done, tuple) else (done, 0)
         print(text)
-    except (ValidationError, json.JSONDecodeError) as exc:
+    except (ValidationError, json.JSONDecodeError, InvalidOrder) as exc:
         print(f"muster-orders: invalid order: {exc}", file=sys.stderr)
         exit_now(2)
     except OSError as exc:

@@ -8,6 +8,7 @@ from fastapi.responses import RedirectResponse
 
 from muster_gateway.app import create_app
 from muster_gateway.auth import AuthConfigError, Authenticator, session_key
+from muster_gateway.idempotency import IdempotencyKeys
 from muster_gateway.service import Gateway
 from muster_gateway.settings import GatewaySettings
 from muster_runtime.http import http_main
@@ -48,8 +49,9 @@ async def build(
         approvals_task_queue=settings.approvals_task_queue,
         orders_task_queue=settings.orders_task_queue,
         admin_group=settings.admin_group,
+        keys=IdempotencyKeys(client, hours=settings.idempotency_hours),
     )
-    app = create_app(gateway, auth)
+    app = create_app(gateway, auth, max_body_bytes=settings.max_body_bytes)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -1,13 +1,12 @@
 """What the gateway does, over Temporal: approvals and orders, with authorization.
 
 Both the JSON API and the approver page call these; every refusal is a
-:class:`GatewayError` that the HTTP layer renders as ``application/problem+json``.
+:class:`GatewayError` that the HTTP layer renders as ``application/problem+json``, and
+every Temporal error becomes one through :func:`muster_gateway.problems.from_temporal`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import uuid
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -23,7 +22,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import TemporalError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from muster_api import approval, fulfillment
@@ -35,54 +34,69 @@ from muster_api.approval import (
     Decision,
     PolicySnapshot,
 )
-from muster_api.common import Money
+from muster_api.common import ONE_LINE_PATTERN, FreeText, Money, OneLine, text_problems
 from muster_api.fulfillment import (
     FulfillmentInput,
     Order,
     OrderState,
+    OrderStatus,
     ResolveInput,
     approval_request_id,
     start_attributes,
 )
 from muster_gateway.auth import Caller
+from muster_gateway.idempotency import IdempotencyKeys, fingerprint
+from muster_gateway.problems import GatewayError, from_temporal, shown
 from muster_gateway.tracing import annotate
 from muster_runtime.policies import Directory
 
+__all__ = [
+    "ApprovalSummary",
+    "DecisionBody",
+    "Gateway",
+    "GatewayError",
+    "NewApproval",
+    "RejectBody",
+    "require_clean_text",
+]
+
 _SAFE = re.compile(r"^[A-Za-z0-9._@:+-]{1,256}$")
-
-# Update failures and what they mean to an HTTP caller.
-REFUSALS = {
-    "NotAnApprover": (403, "forbidden", "Not an approver"),
-    "SelfApproval": (403, "forbidden", "Self-approval not allowed"),
-    "AlreadyDecided": (409, "already-decided", "Request already decided"),
-    "DecisionChanged": (409, "decision-changed", "Decision cannot be changed"),
-    "ReasonRequired": (422, "reason-required", "Reason required"),
-    "NotReady": (503, "not-ready", "Request still starting"),
-}
+# What an approval request's or an order's id can look like (request ids are req-<hex> or
+# order-<order id>); anything else cannot exist, and Temporal is not asked.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,139}$")
 
 
-class GatewayError(Exception):
-    """A refusal with its HTTP status and RFC 9457 problem type."""
-
-    def __init__(self, status: int, kind: str, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.kind = kind
-        self.title = title
-        self.detail = detail
+def _one_line_map(schema: dict[str, Any]) -> None:
+    """JSON Schema of a map of one-line names to one-line values."""
+    schema.pop("patternProperties", None)
+    schema["additionalProperties"] = {"type": "string", "pattern": ONE_LINE_PATTERN}
+    schema["propertyNames"] = {"pattern": ONE_LINE_PATTERN}
 
 
 class NewApproval(BaseModel):
-    """What a requester asks to approve."""
+    """What a requester asks to approve. The request id is the gateway's to choose (from
+    the Idempotency-Key, or at random): callers never name it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     kind: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9-]*$")
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=4000)
+    title: OneLine = Field(min_length=1, max_length=200, description="one line, no control chars")
+    description: FreeText = Field(
+        default="", max_length=4000, description="line breaks allowed, no other control chars"
+    )
     amount: Money | None = None
-    policy: str | None = Field(default=None, description="default: the policy that applies")
-    context: dict[str, str] = Field(default_factory=dict, max_length=50)
+    policy: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=sa.POLICY_NAME,
+        description="an ApprovalPolicy name; default: the one policy that applies",
+    )
+    context: dict[OneLine, OneLine] = Field(
+        default_factory=dict,
+        max_length=50,
+        description="shown to approvers: names and values, each one line",
+        json_schema_extra=_one_line_map,
+    )
 
 
 class ApprovalSummary(BaseModel):
@@ -100,21 +114,72 @@ class ApprovalSummary(BaseModel):
 
 
 class DecisionBody(BaseModel):
-    """An approve or reject from the caller."""
+    """An approval from the caller, with an optional reason."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: FreeText | None = Field(default=None, max_length=2000)
 
 
-def _fingerprint(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+class RejectBody(BaseModel):
+    """A rejection from the caller: a reject needs a reason."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    reason: FreeText = Field(
+        min_length=1, max_length=2000, description="why (required: a reject needs a reason)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_reason(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("reason") is None:
+            raise ValueError('a rejection needs a reason: send {"reason": "why"}')
+        return data
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a rejection needs a reason, not blank space")
+        return value
+
+
+def require_clean_text(model: BaseModel, where: str = "body") -> None:
+    """Refuse (422) text that breaks its field's rule: control characters in one-line
+    fields, or anything but line breaks and tabs in free text."""
+    problems = text_problems(model)
+    if not problems:
+        return
+    errors = [
+        {
+            "where": ".".join([where, *(shown(str(p), 40).strip("'") for p in loc)]),
+            "problem": problem,
+        }
+        for loc, problem in problems
+    ]
+    raise GatewayError(
+        422,
+        "validation",
+        "Invalid request",
+        "; ".join(f"{e['where']}: {e['problem']}" for e in errors),
+        errors=errors,
+    )
 
 
 def _safe(value: str, what: str) -> str:
     if not _SAFE.match(value):
-        raise GatewayError(422, "validation", "Invalid filter", f"{what} {value!r} is not valid")
+        raise GatewayError(
+            422,
+            "validation",
+            "Invalid filter",
+            f"{what} {shown(value)} is not valid: use letters, digits and ._@:+- only",
+        )
     return value
+
+
+def _missing(what: str, value: str) -> GatewayError:
+    return GatewayError(404, "not-found", "Not found", f"no {what} {shown(value)}")
 
 
 @dataclass
@@ -127,6 +192,11 @@ class Gateway:
     approvals_task_queue: str
     orders_task_queue: str
     admin_group: str
+    keys: IdempotencyKeys | None = None
+
+    def __post_init__(self) -> None:
+        if self.keys is None:
+            self.keys = IdempotencyKeys(self.client)
 
     # -- people ------------------------------------------------------------------------------
 
@@ -146,13 +216,15 @@ class Gateway:
     def choose_policy(self, body: NewApproval) -> PolicySnapshot:
         """The named policy (checked to apply), or the most specific one that applies."""
         policies = self.policies()
+        # The folder's map holds each policy twice (by name and by namespace/name).
         unique = {p.name: p for p in policies.values()}
+        known = ", ".join(sorted(unique)) or "none"
         if body.policy is not None:
             chosen = policies.get(body.policy)
             if chosen is None:
                 raise GatewayError(
                     422, "unknown-policy", "Unknown policy",
-                    f"no ApprovalPolicy named {body.policy!r}; known: {', '.join(sorted(unique))}",
+                    f"no ApprovalPolicy named {shown(body.policy)}; known: {known}",
                 )  # fmt: skip
             why_not = chosen.applies(body.kind, body.amount)
             if why_not is not None:
@@ -162,9 +234,9 @@ class Gateway:
         if not candidates:
             raise GatewayError(
                 422, "no-policy", "No policy applies",
-                f"no ApprovalPolicy governs kind {body.kind!r}"
+                f"no ApprovalPolicy governs kind {shown(body.kind)}"
                 + (f" with amount {body.amount}" if body.amount else "")
-                + f"; known: {', '.join(sorted(unique))}",
+                + f"; known: {known}",
             )  # fmt: skip
 
         def specificity(policy: PolicySnapshot) -> tuple[int, int]:
@@ -184,13 +256,23 @@ class Gateway:
     async def create_approval(
         self, caller: Caller, body: NewApproval, idempotency_key: str | None
     ) -> tuple[ApprovalState, bool]:
-        """Start a request for the caller; with a key, a repeat returns the same request."""
+        """Start a request for the caller; ``True`` when this call created it. With a key, a
+        repeat (same caller, key and body) returns the same request; another body is a 422."""
+        require_clean_text(body)
         policy = self.choose_policy(body)
+        # A new id each time: a key names its request through its record (whose target
+        # is the id), so a key used again after its record expired gets a new request.
+        request_id = f"req-{uuid.uuid4().hex[:20]}"
         if idempotency_key is not None:
-            digest = hashlib.sha256(f"{caller.user}\n{idempotency_key}".encode()).hexdigest()
-            request_id = f"req-{digest[:20]}"
-        else:
-            request_id = f"req-{uuid.uuid4().hex[:20]}"
+            assert self.keys is not None
+            claim = await self.keys.claim(
+                "POST /v1/approvals",
+                caller.user,
+                idempotency_key,
+                fingerprint(body.model_dump(mode="json")),
+                request_id,
+            )
+            request_id = claim.target
         annotate(request_id=request_id)
         request = ApprovalRequest(
             request_id=request_id,
@@ -202,7 +284,6 @@ class Gateway:
             policy=policy.name,
             context=body.context,
         )
-        fingerprint = _fingerprint(body.model_dump(mode="json"))
         attributes = [
             SearchAttributePair(sa.PATTERN, "approval"),
             SearchAttributePair(sa.STATUS, ApprovalStatus.PENDING.value),
@@ -219,22 +300,17 @@ class Gateway:
                 task_queue=self.approvals_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=TypedSearchAttributes(attributes),
-                memo={"title": body.title, "fingerprint": fingerprint},
+                memo={"title": body.title},
             )
             created = True
         except WorkflowAlreadyStartedError:
-            handle = self.client.get_workflow_handle(approval.workflow_id(request_id))
-            memo = await (await handle.describe()).memo()
-            if memo.get("fingerprint") != fingerprint:
-                raise GatewayError(
-                    422, "idempotency-conflict", "Idempotency-Key reused",
-                    f"Idempotency-Key {idempotency_key!r} was already used for a different "
-                    "request; use a new key for a new request",
-                ) from None  # fmt: skip
+            # Only a key's record names an id twice: this is the key's request.
             created = False
         return await self._approval_state(request_id), created
 
     async def _approval_state(self, request_id: str) -> ApprovalState:
+        if not _ID.match(request_id):
+            raise _missing("approval request", request_id)
         handle = self.client.get_workflow_handle(approval.workflow_id(request_id))
         try:
             state: ApprovalState = await handle.query(
@@ -242,10 +318,10 @@ class Gateway:
             )
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise GatewayError(
-                    404, "not-found", "No such request", f"no approval request {request_id!r}"
-                ) from None
-            raise
+                raise _missing("approval request", request_id) from None
+            raise from_temporal(exc, f"approval request {shown(request_id)}") from None
+        except TemporalError as exc:
+            raise from_temporal(exc, f"approval request {shown(request_id)}") from None
         return state
 
     def _may_see(self, caller: Caller, state: ApprovalState) -> bool:
@@ -280,7 +356,8 @@ class Gateway:
             if status not in {s.value for s in ApprovalStatus}:
                 raise GatewayError(
                     422, "validation", "Invalid filter",
-                    f"status {status!r} is not one of {', '.join(s.value for s in ApprovalStatus)}",
+                    f"status {shown(status)} is not one of "
+                    f"{', '.join(s.value for s in ApprovalStatus)}",
                 )  # fmt: skip
             clauses.append(f"MusterStatus = '{status}'")
         if policy is not None:
@@ -336,18 +413,16 @@ class Gateway:
         decision = Decision.model_validate(
             {"approver": caller.user, "verdict": verdict, "reason": reason, "via": via}
         )
+        require_clean_text(decision)
         try:
             state: ApprovalState = await handle.execute_update(
                 approval.DECIDE_UPDATE, decision, result_type=ApprovalState
             )
         except WorkflowUpdateFailedError as exc:
-            kind = getattr(exc.cause, "type", None) or ""
-            status, problem, title = REFUSALS.get(kind, (409, "refused", "Decision refused"))
-            message = getattr(exc.cause, "message", None) or str(exc.cause)
-            raise GatewayError(status, problem, title, message) from None
+            raise from_temporal(exc, f"approval request {shown(request_id)}") from None
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
+                raise from_temporal(exc, f"approval request {shown(request_id)}") from None
             closed = await self._approval_state(request_id)
             if any(d.approver == caller.user and d.verdict == verdict for d in closed.decisions):
                 return closed  # a retry of the decision that closed it: idempotent
@@ -362,10 +437,20 @@ class Gateway:
     async def place_order(
         self, caller: Caller, order: Order, idempotency_key: str
     ) -> tuple[OrderState, bool]:
-        """Start the order's saga; the same key and order again returns the same order."""
+        """Start the order's saga; ``True`` when this call started it. The same caller, key
+        and order again returns the same order; another order under the key is a 422."""
+        require_clean_text(order)
         annotate(order_id=order.order_id)
-        fingerprint = _fingerprint(order.model_dump(mode="json"))
+        assert self.keys is not None
         workflow_id = fulfillment.workflow_id(order.order_id)
+        record_id = IdempotencyKeys.record_id("POST /v1/orders", caller.user, idempotency_key)
+        # An order placed by another request is refused before this key is claimed, so the
+        # refusal leaves nothing behind (two first placements racing may leave a key record).
+        await self._refuse_foreign_order(workflow_id, record_id, caller, idempotency_key)
+        claim = await self.keys.claim(
+            "POST /v1/orders", caller.user, idempotency_key,
+            fingerprint(order.model_dump(mode="json")), order.order_id,
+        )  # fmt: skip
         try:
             await self.client.start_workflow(
                 fulfillment.WORKFLOW,
@@ -377,38 +462,53 @@ class Gateway:
                 memo={
                     "placed_by": caller.user,
                     "idempotency_key": idempotency_key,
-                    "fingerprint": fingerprint,
+                    "idempotency_record": claim.record_id,
                 },
             )
             created = True
         except WorkflowAlreadyStartedError:
-            memo = await (await self.client.get_workflow_handle(workflow_id).describe()).memo()
-            if memo.get("idempotency_key") != idempotency_key:
-                raise GatewayError(
-                    409, "order-exists", "Order already placed",
-                    f"order {order.order_id} was already placed with another Idempotency-Key",
-                ) from None  # fmt: skip
-            if memo.get("fingerprint") != fingerprint:
-                raise GatewayError(
-                    422, "idempotency-conflict", "Idempotency-Key reused",
-                    f"Idempotency-Key {idempotency_key!r} was already used for a different "
-                    f"version of order {order.order_id}",
-                ) from None  # fmt: skip
+            await self._refuse_foreign_order(workflow_id, claim.record_id, caller, idempotency_key)
             created = False
         return await self._order_state(caller, order.order_id, check="none"), created
+
+    async def _refuse_foreign_order(
+        self, workflow_id: str, record_id: str, caller: Caller, key: str
+    ) -> None:
+        """409 when the order exists and was placed by another request than this key's."""
+        try:
+            description = await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return
+            raise from_temporal(exc, f"order {shown(workflow_id)}") from None
+        memo = await description.memo()
+        ours = memo.get("idempotency_record") == record_id or (
+            # placed before key records existed: the key and the caller match
+            "idempotency_record" not in memo
+            and memo.get("idempotency_key") == key
+            and memo.get("placed_by") == caller.user
+        )
+        if not ours:
+            order_id = workflow_id.removeprefix("order-")
+            raise GatewayError(
+                409, "order-exists", "Order already placed",
+                f"order {order_id} was already placed by another request; an order id is "
+                "placed once",
+            )  # fmt: skip
 
     async def _order_state(
         self, caller: Caller, order_id: str, *, check: Literal["owner", "view", "none"]
     ) -> OrderState:
+        if not _ID.match(order_id):
+            raise _missing("order", order_id)
+        subject = f"order {shown(order_id)}"
         handle = self.client.get_workflow_handle(fulfillment.workflow_id(order_id))
         try:
             description = await handle.describe()
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                raise GatewayError(
-                    404, "not-found", "No such order", f"no order {order_id!r}"
-                ) from None
-            raise
+                raise _missing("order", order_id) from None
+            raise from_temporal(exc, subject) from None
         if check != "none":
             memo = await description.memo()
             owner = memo.get("placed_by") == caller.user or self.is_admin(caller)
@@ -417,7 +517,10 @@ class Gateway:
                     403, "forbidden", "Not yours",
                     f"{caller.user} neither placed order {order_id} nor is asked to approve it",
                 )  # fmt: skip
-        state: OrderState = await handle.query(fulfillment.STATE_QUERY, result_type=OrderState)
+        try:
+            state: OrderState = await handle.query(fulfillment.STATE_QUERY, result_type=OrderState)
+        except TemporalError as exc:
+            raise from_temporal(exc, subject) from None
         return state
 
     async def get_order(self, caller: Caller, order_id: str) -> OrderState:
@@ -431,17 +534,29 @@ class Gateway:
             return False  # the order never needed an approval
         return caller.user in set(state.approvers) | {d.approver for d in state.decisions}
 
-    async def cancel_order(self, caller: Caller, order_id: str) -> OrderState:
-        """Ask the saga to cancel (it compensates unless already shipped)."""
-        state = await self._order_state(caller, order_id, check="owner")
+    async def _running(
+        self, order_id: str, state: OrderState, doing: str
+    ) -> WorkflowHandle[Any, Any]:
         handle = self.client.get_workflow_handle(fulfillment.workflow_id(order_id))
-        description = await handle.describe()
+        try:
+            description = await handle.describe()
+        except TemporalError as exc:
+            raise from_temporal(exc, f"order {shown(order_id)}") from None
         if description.status != WorkflowExecutionStatus.RUNNING:
             raise GatewayError(
                 409, "order-closed", "Order already finished",
-                f"order {order_id} is {state.status.value}; nothing to cancel",
+                f"order {order_id} is {state.status.value}; {doing}",
             )  # fmt: skip
-        await handle.cancel()
+        return handle
+
+    async def cancel_order(self, caller: Caller, order_id: str) -> OrderState:
+        """Ask the saga to cancel (it compensates unless already shipped)."""
+        state = await self._order_state(caller, order_id, check="owner")
+        handle = await self._running(order_id, state, "nothing to cancel")
+        try:
+            await handle.cancel()
+        except TemporalError as exc:
+            raise from_temporal(exc, f"order {shown(order_id)}") from None
         return state
 
     async def resolve_order(self, caller: Caller, order_id: str, body: ResolveInput) -> OrderState:
@@ -451,15 +566,22 @@ class Gateway:
                 403, "forbidden", "Admins only",
                 f"resolving orders is for members of {self.admin_group!r}",
             )  # fmt: skip
-        await self._order_state(caller, order_id, check="none")
-        handle = self.client.get_workflow_handle(fulfillment.workflow_id(order_id))
         resolution = body.model_copy(update={"operator": caller.user})
+        require_clean_text(resolution)
+        state = await self._order_state(caller, order_id, check="none")
+        handle = await self._running(
+            order_id, state, "only an order that needs attention can be resolved"
+        )
+        if state.status != OrderStatus.NEEDS_ATTENTION:
+            raise GatewayError(
+                409, "not-resolvable", "Order cannot be resolved now",
+                f"order {order_id} is {state.status.value}; only an order that needs attention "
+                "can be resolved",
+            )  # fmt: skip
         try:
-            state: OrderState = await handle.execute_update(
+            resolved: OrderState = await handle.execute_update(
                 fulfillment.RESOLVE_UPDATE, resolution, result_type=OrderState
             )
-        except WorkflowUpdateFailedError as exc:
-            raise GatewayError(
-                409, "refused", "Resolution refused", getattr(exc.cause, "message", str(exc))
-            ) from None
-        return state
+        except TemporalError as exc:
+            raise from_temporal(exc, f"order {shown(order_id)}") from None
+        return resolved

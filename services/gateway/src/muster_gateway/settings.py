@@ -56,6 +56,11 @@ class GatewaySettings(HttpServiceSettings):
     """Task queue of the fulfillment worker."""
     admin_group: str = "muster-admins"
     """Group whose members may see and list every request and order."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    """Largest request body accepted; a larger one is refused with 413 before it is read."""
+    idempotency_hours: float = Field(default=24.0, ge=1, le=24 * 30)
+    """How long an Idempotency-Key is held at least (a key record in Temporal, kept after
+    that for the namespace's retention)."""
 
     @model_validator(mode="after")
     def _tokens_file_when_tokens(self) -> Self:
