@@ -459,9 +459,15 @@ def create_app(
         problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(problem_schema.pop("$defs", {}))
         components["Problem"] = problem_schema
-        # FastAPI's own validation-error shapes are never answered (ours is a Problem).
+        # FastAPI's own validation-error shapes are never answered (ours is a Problem), and
+        # it adds one to routes that cannot answer 422 at all (a path id is any string).
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                content = operation["responses"].get("422", {}).get("content", {})
+                if "application/json" in content:
+                    del operation["responses"]["422"]
         app.openapi_schema = schema
         return schema
 
