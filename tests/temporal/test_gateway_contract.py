@@ -1,6 +1,6 @@
 """The gateway's API keeps its contract: schemathesis generates requests from
-``/openapi.json`` and runs every check against the live gateway on the session's dev
-server, with the real workers behind it.
+``/openapi.json`` and runs every check against the live gateway (and the reference
+backends) on the session's dev server, with the real workers behind it.
 
 Checks: no server error, status-code conformance (every status answered is documented),
 content-type and response-schema conformance, response headers, positive data accepted,
@@ -107,6 +107,14 @@ def test_the_gateway_keeps_its_contract(running: Platform) -> None:
     print(f"schemathesis sent {cases} cases to the gateway")
     assert not failures, "\n".join(failures[:40])
     assert cases >= 300, f"only {cases} cases"
+
+
+def test_the_backends_keep_their_contract(running: Platform) -> None:
+    """The reference backends' API too (no faults are injected: their 503 is documented)."""
+    cases, failures = run(running.backends.api, None, max_examples=10)
+    print(f"schemathesis sent {cases} cases to the backends")
+    assert not failures, "\n".join(failures[:40])
+    assert cases >= 100, f"only {cases} cases"
 
 
 def test_the_document_says_what_a_client_needs(running: Platform) -> None:

@@ -99,6 +99,43 @@ def open_backends(
     return Backends(stores, dict(faults), countries, random.Random(seed))  # noqa: S311
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"where": {"type": "string"}, "problem": {"type": "string"}},
+            },
+        },
+    },
+}
+_MEANINGS = {
+    402: "Payment refused (a declining test token)",
+    404: "No such backend",
+    409: "Out of stock, or a compensation of something never done",
+    422: "Invalid request, an unknown SKU or address, or an Idempotency-Key reused",
+    503: "A fault injected on purpose (see /admin/faults)",
+}
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: each status an application/problem+json problem document."""
+    return {
+        code: {
+            "description": _MEANINGS[code],
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        for code in codes
+    }
+
+
 def _json(outcome: Outcome, *, replayed: bool = False) -> JSONResponse:
     headers = {"Idempotent-Replayed": "true"} if replayed else {}
     media = PROBLEM_JSON if outcome.is_problem else "application/json"
@@ -135,6 +172,10 @@ def create_app(backends: Backends) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's 400 for a body its parser gave up on (JSON nested too deeply, say).
+            detail = f"body: the request body could not be read as JSON: {exc.__cause__!r}"
+            return _json(problem(422, "validation", "Invalid request", detail[:500]))
         response = _json(problem(exc.status_code, "http", "Request failed", str(exc.detail)))
         response.headers.update(exc.headers or {})  # a 405 says what is allowed
         return response
@@ -222,22 +263,22 @@ def create_app(backends: Backends) -> FastAPI:
     # -- inventory ------------------------------------------------------------------------
     inv = APIRouter(prefix="/inventory", tags=["inventory"])
 
-    @inv.post("/reservations", status_code=201)
+    @inv.post("/reservations", status_code=201, responses=problems(409, 422, 503))
     async def reserve(body: ReserveRequest, key: IdempotencyKey, request: Request) -> JSONResponse:
         """Reserve every item of an order, or none (409 out-of-stock, 422 unknown-sku)."""
         return await run(request, "inventory", key, body, lambda c: inventory.reserve(c, key, body))
 
-    @inv.post("/reservations/release")
+    @inv.post("/reservations/release", responses=problems(409, 422, 503))
     async def release(body: ReleaseRequest, key: IdempotencyKey, request: Request) -> JSONResponse:
         """Compensation: put reserved stock back, or void a reservation never made."""
         return await run(request, "inventory", key, body, lambda c: inventory.release(c, key, body))
 
-    @inv.get("/stock")
+    @inv.get("/stock", responses=problems())
     async def stock() -> list[dict[str, Any]]:
         """Stock on hand per SKU."""
         return await backends.stores["inventory"].read("SELECT * FROM stock ORDER BY sku")
 
-    @inv.put("/stock/{sku}")
+    @inv.put("/stock/{sku}", responses=problems(422))
     async def set_stock(sku: str, body: StockLevel) -> JSONResponse:
         """Set stock on hand (an inventory count); the difference is a ledger move."""
         store = backends.stores["inventory"]
@@ -246,12 +287,12 @@ def create_app(backends: Backends) -> FastAPI:
                 outcome = inventory.set_stock(conn, sku, body.on_hand)
         return _json(outcome)
 
-    @inv.get("/reservations")
+    @inv.get("/reservations", responses=problems(422))
     async def reservations(order_id: str | None = Query(default=None)) -> list[dict[str, Any]]:
         """Reservations, optionally of one order."""
         return await _rows(backends.stores["inventory"], "reservations", order_id)
 
-    @inv.get("/ledger")
+    @inv.get("/ledger", responses=problems(422))
     async def inventory_ledger(
         order_id: str | None = Query(default=None),
         after_id: int | None = Query(default=None, ge=0, description="moves after this id"),
@@ -272,22 +313,22 @@ def create_app(backends: Backends) -> FastAPI:
     # -- payment --------------------------------------------------------------------------
     pay = APIRouter(prefix="/payment", tags=["payment"])
 
-    @pay.post("/charges", status_code=201)
+    @pay.post("/charges", status_code=201, responses=problems(402, 409, 422, 503))
     async def charge(body: ChargeRequest, key: IdempotencyKey, request: Request) -> JSONResponse:
         """Capture an amount (402 card-declined for the declining test tokens)."""
         return await run(request, "payment", key, body, lambda c: payment.charge(c, key, body))
 
-    @pay.post("/refunds")
+    @pay.post("/refunds", responses=problems(409, 422, 503))
     async def refund(body: RefundRequest, key: IdempotencyKey, request: Request) -> JSONResponse:
         """Compensation: refund a charge in full, or void a charge never made."""
         return await run(request, "payment", key, body, lambda c: payment.refund(c, key, body))
 
-    @pay.get("/charges")
+    @pay.get("/charges", responses=problems(422))
     async def charges(order_id: str | None = Query(default=None)) -> list[dict[str, Any]]:
         """Charges, optionally of one order."""
         return await _rows(backends.stores["payment"], "charges", order_id)
 
-    @pay.get("/ledger")
+    @pay.get("/ledger", responses=problems(422))
     async def payment_ledger(order_id: str | None = Query(default=None)) -> dict[str, Any]:
         """Charges and refunds."""
         store = backends.stores["payment"]
@@ -299,7 +340,7 @@ def create_app(backends: Backends) -> FastAPI:
     # -- shipping -------------------------------------------------------------------------
     ship = APIRouter(prefix="/shipping", tags=["shipping"])
 
-    @ship.post("/shipments", status_code=201)
+    @ship.post("/shipments", status_code=201, responses=problems(409, 422, 503))
     async def book(body: ShipmentRequest, key: IdempotencyKey, request: Request) -> JSONResponse:
         """Book a shipment (422 address-rejected for addresses no carrier serves)."""
         return await run(
@@ -310,14 +351,14 @@ def create_app(backends: Backends) -> FastAPI:
             lambda c: shipping.create(c, key, body, backends.countries),
         )
 
-    @ship.post("/shipments/cancel")
+    @ship.post("/shipments/cancel", responses=problems(409, 422, 503))
     async def cancel(
         body: CancelShipmentRequest, key: IdempotencyKey, request: Request
     ) -> JSONResponse:
         """Compensation: cancel a shipment, or void one never booked."""
         return await run(request, "shipping", key, body, lambda c: shipping.cancel(c, key, body))
 
-    @ship.get("/ledger")
+    @ship.get("/ledger", responses=problems(422))
     async def shipping_ledger(order_id: str | None = Query(default=None)) -> list[dict[str, Any]]:
         """Every shipment with its status."""
         return await _rows(backends.stores["shipping"], "shipments", order_id)
@@ -325,14 +366,14 @@ def create_app(backends: Backends) -> FastAPI:
     # -- notification -----------------------------------------------------------------------
     note = APIRouter(prefix="/notification", tags=["notification"])
 
-    @note.post("/messages", status_code=202)
+    @note.post("/messages", status_code=202, responses=problems(409, 422, 503))
     async def send(body: MessageRequest, key: IdempotencyKey, request: Request) -> JSONResponse:
         """Send a templated message (once per key)."""
         return await run(
             request, "notification", key, body, lambda c: notification.send(c, key, body)
         )
 
-    @note.get("/ledger")
+    @note.get("/ledger", responses=problems(422))
     async def notification_ledger(
         order_id: str | None = Query(default=None),
     ) -> list[dict[str, Any]]:
@@ -342,12 +383,12 @@ def create_app(backends: Backends) -> FastAPI:
     # -- admin ----------------------------------------------------------------------------------
     admin = APIRouter(prefix="/admin", tags=["admin"])
 
-    @admin.get("/faults")
+    @admin.get("/faults", responses=problems())
     async def get_faults() -> dict[str, Fault]:
         """Current fault injection per backend."""
         return {name: backends.faults.get(name, Fault()) for name in BACKENDS}
 
-    @admin.put("/faults/{backend}")
+    @admin.put("/faults/{backend}", responses=problems(404, 422))
     async def put_fault(backend: str, body: Fault) -> Fault:
         """Set fault injection for one backend (all zero turns it off)."""
         if backend not in BACKENDS:
@@ -371,7 +412,7 @@ def create_app(backends: Backends) -> FastAPI:
 def _add_health(router: APIRouter, store: Store, name: str) -> None:
     """``GET /<backend>/healthz``: the backend's database answers (what a health check calls)."""
 
-    @router.get("/healthz")
+    @router.get("/healthz", responses=problems())
     async def healthz() -> dict[str, Any]:
         rows = await store.read("SELECT 1 AS ok")
         return {"service": name, "ok": bool(rows and rows[0]["ok"] == 1)}
