@@ -19,7 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 from muster_api.search_attributes import cli_types
 from muster_dev.process import free_port
 from muster_dev.temporal import DevServer, DevServerConfig
-from muster_runtime.client import connect
+from muster_runtime.client import connect_with_retry
 from muster_runtime.search_attributes import add_search_attributes, ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
@@ -86,8 +86,13 @@ def temporal_env(temporal_settings: TemporalSettings) -> dict[str, str]:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def client(temporal_settings: TemporalSettings) -> Client:
-    """A client built by Muster's factory, with Muster's search attributes registered."""
-    connected = await connect(temporal_settings)
+    """A client built by Muster's factory, with Muster's search attributes registered.
+
+    The dev server's port opens before its frontend reports healthy (a busy machine
+    shows it: "Frontend is not healthy yet"), so the first connection retries briefly."""
+    connected = await connect_with_retry(
+        temporal_settings, max_attempts=30, delays=lambda attempt: 0.5
+    )
     await ensure_search_attributes(connected, temporal_settings.namespace)
     return connected
 

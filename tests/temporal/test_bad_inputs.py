@@ -267,9 +267,14 @@ async def test_malformed_updates_and_signals_leave_the_workflow_working(
             "--name", "decide", "--input", update,
         )  # fmt: skip
         assert refused.returncode != 0
-        assert "InvalidWorkflowInput" in refused.stderr or "its input is invalid" in (
-            refused.stderr
-        ), refused.stderr
+        assert "InvalidWorkflowInput" in refused.stderr, refused.stderr
+        assert "retryable: false" in refused.stderr
+    # A refusal is an answer, not a fault: the temporal CLI must not call it retryable.
+    outsider = await asyncio.to_thread(
+        _temporal, running, "workflow", "update", "execute", "--workflow-id", request,
+        "--name", "decide", "--input", '{"approver": "shop", "verdict": "approve"}',
+    )  # fmt: skip
+    assert "type: NotAnApprover, retryable: false" in outsider.stderr, outsider.stderr
     signalled = await asyncio.to_thread(
         _temporal, running, "workflow", "signal", "--workflow-id", request,
         "--name", "submit_decision", "--input", '{"approver": ["alice"]}',
