@@ -28,7 +28,12 @@ from schemathesis.engine import events, from_schema
 
 from tests.platform_support import TOKENS, Platform, platform
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [
+    pytest.mark.timeout(600),
+    # Hypothesis warns about its own costs (a large repr); the suite's "warnings are
+    # errors" would turn that into a schemathesis error about the API.
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning"),
+]
 
 CHECKS = [
     "not_a_server_error",

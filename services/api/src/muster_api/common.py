@@ -43,10 +43,11 @@ _NAMES = {
     "\u2028": "line separator",
     "\u2029": "paragraph separator",
 }
-ONE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\ud800-\\udfff]*$"
-"""JSON Schema pattern of one-line text (documentation of what :func:`text_problems` checks)."""
+ONE_LINE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+"""JSON Schema pattern of one-line text (what :func:`text_problems` checks; it also refuses a
+lone surrogate, which a JSON escape can carry but no regex dialect of JSON Schema names)."""
 FREE_TEXT_PATTERN = (
-    "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u2028\\u2029\\ud800-\\udfff]*$"
+    "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
 )
 """JSON Schema pattern of free text: line breaks and tabs, no other control character."""
 
