@@ -72,7 +72,7 @@ PAGE: list[PageCase] = [
     page("sign in with a 10,000-character user id", "POST", "/ui/login", {"user": "u" * 10_000, "token": "x"}, status=422, says="at most 256", session=None),
     page("reject without a reason", "POST", DECIDE, {"verdict": "reject", "reason": "   ", "confirm": "yes"}, status=422, says="A rejection needs a reason"),
     page("reject with a 2,001-character reason", "POST", DECIDE, {"verdict": "reject", "reason": "r" * 2_001, "confirm": "yes"}, status=422, says="at most 2,000"),
-    page("approve with a 5 MB comment", "POST", DECIDE, {"verdict": "approve", "reason": "c" * BIG}, status=400, says="Field exceeded maximum size"),
+    page("approve with a 5 MB comment", "POST", DECIDE, {"verdict": "approve", "reason": "c" * BIG}, status=413, says="accepts at most 1048576 bytes"),
     page("approve with a 3,000-character comment", "POST", DECIDE, {"verdict": "approve", "reason": "c" * 3_000}, status=422, says="at most 2,000"),
     page("no verdict", "POST", DECIDE, {}, status=422, says="choose Approve or Reject"),
     page("a verdict of maybe", "POST", DECIDE, {"verdict": "maybe"}, status=422, says="choose Approve or Reject"),

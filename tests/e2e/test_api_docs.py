@@ -1,6 +1,6 @@
 """The API references (``/docs``) of the gateway and the backends work offline: the page
 and every asset it loads come from the service itself (the installed fastapi-offline
-package), and headless Chromium, with every request off this machine blocked, renders
+package), and headless Chromium, with every request to another host blocked, renders
 the operations."""
 
 from __future__ import annotations
@@ -93,6 +93,6 @@ async def test_chromium_renders_the_reference_offline(
         paths = await operations.all_inner_texts()
     finally:
         await context.close()
-    assert outside == [], "the page asked for something off this machine"
+    assert outside == [], "the page asked for something from another host"
     expected = "/v1/orders" if service == "gateway" else "/payment/charges"
     assert any(expected in path.replace("\u200b", "") for path in paths), paths

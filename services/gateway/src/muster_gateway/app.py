@@ -155,11 +155,13 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await self._refuse(send, receive, 400, "Content-Length must be a number of bytes")
+                await self._refuse(
+                    scope, send, receive, 400, "Content-Length must be a number of bytes"
+                )
                 return
             if int(declared) > self.limit:
                 # Answered from the headers alone, before a byte of the body is read.
-                await self._refuse(send, receive, 413, self._too_large(int(declared)))
+                await self._refuse(scope, send, receive, 413, self._too_large(int(declared)))
                 return
             await self.app(scope, receive, send)
             return
@@ -174,7 +176,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                await self._refuse(send, receive, 413, self._too_large(size))
+                await self._refuse(scope, send, receive, 413, self._too_large(size))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -197,13 +199,19 @@ class BodyLimit:
         )
 
     @staticmethod
-    async def _refuse(send: Send, receive: Receive, status: int, detail: str) -> None:
-        """Answer with a problem, then read and drop the rest of the body (up to a bound),
-        so that the client reads the answer rather than a reset in the middle of its upload.
-        The answer is complete only then: a server stops reading once it is."""
+    async def _refuse(scope: Scope, send: Send, receive: Receive, status: int, detail: str) -> None:
+        """Answer with a problem (an error page on the approver page's paths), then read and
+        drop the rest of the body (up to a bound), so that the client reads the answer
+        rather than a reset in the middle of its upload. The answer is complete only then: a
+        server stops reading once it is."""
         kind = "too-large" if status == 413 else "bad-request"
         title = "Body too large" if status == 413 else "Bad request"
-        response = problem(status, kind, title, detail, headers={"Connection": "close"})
+        response: Response
+        if str(scope.get("path", "")).startswith("/ui"):
+            response = web.error_page(Request(scope), status, title, detail)
+            response.headers["Connection"] = "close"
+        else:
+            response = problem(status, kind, title, detail, headers={"Connection": "close"})
         await send(
             {"type": "http.response.start", "status": status, "headers": response.raw_headers}
         )
