@@ -73,7 +73,7 @@ up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--he
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv kube-tools browser axe prometheus chart-tools image-base
+test-all: venv kube-tools node-tools browser axe prometheus chart-tools image-base
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -191,3 +191,4 @@ distclean: clean ## also remove ./bin, ./.venv and ./.state
 
 -include infra/kube.mk
 -include infra/images.mk
+-include infra/node.mk

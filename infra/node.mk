@@ -1,0 +1,140 @@
+# The local node's tools (`muster cluster up`): a real single-node Kubernetes cluster on this
+# machine, from Go modules and Debian packages only.
+#
+#   make node-tools       build/install whatever is missing (first time: ~10 min on 2 cores
+#                         on top of kube-tools)
+#   make cluster-up       run the whole cluster in the foreground (needs root); Ctrl-C stops it
+#   make cluster-down     clean up after a cluster that did not stop cleanly
+#   make test-cluster     the tests in tests/cluster against one cluster per session
+#   make node-images      import locally built images (NODE_IMAGES=...) into a running node
+#
+# Built into $(BIN) keyed by version, like infra/kube.mk: kubelet, kube-proxy, kube-scheduler
+# and kube-controller-manager from infra/kubeplane (the same modules as kube-apiserver),
+# CoreDNS and kube-network-policies (the SIG's reference NetworkPolicy agent) with
+# `go install`. From Debian: containerd and runc (the container runtime), the CNI plugins
+# (bridge, host-local, loopback), iptables/nftables and conntrack (kube-proxy, the
+# NetworkPolicy agent) and catatonit (the pods' sandbox "pause" process).
+
+COREDNS_VERSION ?= 1.15.0
+NETPOL_VERSION ?= 0.8.0
+NODE_KUBE_COMPONENTS := kubelet kube-proxy kube-scheduler kube-controller-manager
+NODE_KUBE_LINKS := $(addprefix $(BIN)/,$(NODE_KUBE_COMPONENTS))
+NODE_KUBE_BUILDS := $(addsuffix -v$(KUBE_VERSION),$(NODE_KUBE_LINKS))
+COREDNS := $(BIN)/coredns
+COREDNS_BUILD := $(COREDNS)-v$(COREDNS_VERSION)
+NETPOL := $(BIN)/kube-network-policies
+NETPOL_BUILD := $(NETPOL)-v$(NETPOL_VERSION)
+
+# Debian packages and a file each one installs (what says it is there).
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables nftables conntrack catatonit
+NODE_PACKAGE_FILES := /usr/bin/containerd /usr/bin/ctr /usr/sbin/runc /usr/lib/cni/bridge \
+	/usr/lib/cni/host-local /usr/lib/cni/loopback /usr/sbin/iptables /usr/sbin/nft \
+	/usr/sbin/conntrack /usr/bin/catatonit /usr/bin/unshare /usr/bin/nsenter /usr/sbin/ip
+
+CLUSTER_ARGS ?=
+
+.PHONY: node-tools
+node-tools: kube-tools node-packages $(NODE_KUBE_LINKS) $(COREDNS) $(NETPOL) ## build/install the node's parts (kubelet, kube-proxy, scheduler, controller-manager, CoreDNS, containerd...)
+
+.PHONY: node-packages
+node-packages: ## install the node's Debian packages (containerd, runc, CNI plugins, iptables...) if missing
+	@missing=; for f in $(NODE_PACKAGE_FILES); do [ -x "$$f" ] || missing=1; done; \
+	[ -z "$$missing" ] && exit 0; \
+	$(call apt_install,$(NODE_PACKAGES) iproute2 util-linux,the local node,)
+
+$(NODE_KUBE_LINKS): $(BIN)/%: $(BIN)/%-v$(KUBE_VERSION)
+	@ln -sfn $(notdir $<) $@
+$(COREDNS): $(COREDNS_BUILD)
+	@ln -sfn $(notdir $<) $@
+$(NETPOL): $(NETPOL_BUILD)
+	@ln -sfn $(notdir $<) $@
+
+$(NODE_KUBE_BUILDS): $(BIN)/%-v$(KUBE_VERSION): $(KUBEPLANE_DIR)/cmd/%/main.go \
+		$(KUBEPLANE_DIR)/go.mod $(KUBEPLANE_DIR)/go.sum
+	@$(kube_check_go)
+	@[[ "$(KUBE_VERSION)" == "$(KUBE_PINNED)" ]] || { \
+		echo "make: infra/kubeplane/go.mod pins Kubernetes $(KUBE_PINNED), not $(KUBE_VERSION):" \
+			"run 'make kube-pin KUBE_VERSION=$(KUBE_VERSION)' first" >&2; exit 1; }
+	@cd $(KUBEPLANE_DIR) && $(KUBE_GOENV) $(GO) mod download \
+		|| $(call kube_proxy_error,k8s.io/kubernetes v$(KUBE_VERSION))
+	@echo "building $* v$(KUBE_VERSION) into $(BIN)"
+	@mkdir -p $(BIN)
+	@cd $(KUBEPLANE_DIR) && $(KUBE_GOENV) $(GO) build -trimpath \
+		-ldflags '$(KUBE_APISERVER_LDFLAGS)' -o $@.partial ./cmd/$*
+	@rm -f $(BIN)/$*-v*[0-9]
+	@mv -f $@.partial $@
+
+# `go install module/cmd@version` in a folder of its own: the module's own go.mod and go.sum
+# pin its dependencies. $(1): package@version, $(2): binary go install writes, $(3): target,
+# $(4): its unversioned name in $(BIN), $(5): ldflags.
+define node_go_install
+@$(kube_check_go)
+@echo "building $(notdir $(3)) into $(BIN) with go install $(1)"
+@mkdir -p $(BIN) && rm -rf $(3).gobin && mkdir -p $(3).gobin
+@cd $(3).gobin && GOBIN=$(3).gobin $(KUBE_GOENV) $(GO) install -trimpath -ldflags '$(5)' $(1) \
+	|| $(call kube_proxy_error,$(1))
+@rm -f $(4)-v*[0-9]
+@mv -f $(3).gobin/$(2) $(3) && rm -rf $(3).gobin
+endef
+
+$(COREDNS_BUILD):
+	$(call node_go_install,github.com/coredns/coredns@v$(COREDNS_VERSION),coredns,$@,$(COREDNS),\
+		-s -w -X github.com/coredns/coredns/coremain.GitCommit=v$(COREDNS_VERSION))
+
+# The agent is built from a copy of its module with its dependencies vendored (all from the
+# Go module proxy), where one file of its nftables library is replaced by
+# infra/netpol/queue.go: that file queues packets through the NFQUEUE target, for kernels
+# without nftables' native queue expression (CONFIG_NFT_QUEUE), this project's machines
+# among them. Nothing else of the agent or its dependencies changes.
+NETPOL_NFTABLES_VERSION := 0.3.0
+NETPOL_OVERLAY := $(CURDIR)/infra/netpol/queue.go
+NETPOL_GOENV := GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 GOWORK=off
+$(NETPOL_BUILD): $(NETPOL_OVERLAY)
+	@$(kube_check_go)
+	@echo "building kube-network-policies v$(NETPOL_VERSION) into $(BIN)"
+	@mkdir -p $(BIN) && rm -rf $@.src && mkdir -p $@.src
+	@dir=$$(cd $@.src && $(NETPOL_GOENV) $(GO) mod download -json \
+			sigs.k8s.io/kube-network-policies@v$(NETPOL_VERSION) | \
+			sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$$/\1/p'); \
+		[[ -f "$$dir/go.mod" ]] || $(call kube_proxy_error,sigs.k8s.io/kube-network-policies v$(NETPOL_VERSION)); \
+	cp -R "$$dir/." $@.src/ && chmod -R u+w $@.src; \
+	want=$$(awk '$$1 == "github.com/google/nftables" { print $$2; exit }' $@.src/go.mod); \
+	[[ "$$want" == "v$(NETPOL_NFTABLES_VERSION)" ]] || { echo "make: kube-network-policies" \
+		"v$(NETPOL_VERSION) uses github.com/google/nftables $$want, but infra/netpol/queue.go" \
+		"replaces a file of v$(NETPOL_NFTABLES_VERSION): check that file against $$want" >&2; \
+		exit 1; }; \
+	cd $@.src && $(NETPOL_GOENV) $(GO) mod vendor \
+		|| $(call kube_proxy_error,the dependencies of sigs.k8s.io/kube-network-policies); \
+	cp $(NETPOL_OVERLAY) vendor/github.com/google/nftables/expr/queue.go; \
+	$(NETPOL_GOENV) $(GO) build -mod=vendor -trimpath -ldflags '-s -w' -o $@.partial ./cmd
+	@rm -f $(NETPOL)-v*[0-9]
+	@mv -f $@.partial $@ && rm -rf $@.src
+
+.PHONY: node-versions
+node-versions: ## print the node's component versions
+	@echo "kubelet, kube-proxy, kube-scheduler, kube-controller-manager v$(KUBE_VERSION)" \
+		" CoreDNS v$(COREDNS_VERSION)  kube-network-policies v$(NETPOL_VERSION)"
+
+.PHONY: cluster-up
+cluster-up: node-tools $(KUBE_VENV_TARGET) ## run a one-node Kubernetes cluster in the foreground (root); Ctrl-C stops it
+	@MUSTER_BIN_DIR=$(BIN) $(VENV)/bin/muster cluster up $(CLUSTER_ARGS)
+
+.PHONY: cluster-down
+cluster-down: $(KUBE_VENV_TARGET) ## stop the local cluster and remove all it left behind (after a crash too)
+	@MUSTER_BIN_DIR=$(BIN) $(VENV)/bin/muster cluster down
+
+NODE_IMAGES ?=
+.PHONY: node-images
+node-images: $(KUBE_VENV_TARGET) ## import NODE_IMAGES="localhost/a:tag ..." from buildah's storage into the running node
+	@[ -n "$(NODE_IMAGES)" ] || { echo "make: name the images: make node-images NODE_IMAGES='$(IMAGE_BASE_LOCAL)'" >&2; exit 2; }
+	@MUSTER_BIN_DIR=$(BIN) $(VENV)/bin/muster cluster import --containers-root $(CONTAINERS_ROOT) $(NODE_IMAGES)
+
+.PHONY: test-cluster
+test-cluster: node-tools image-base $(KUBE_VENV_TARGET) ## the node tests (tests/cluster): pods, Services, DNS, NetworkPolicies
+	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTEST) tests/cluster $(PYTEST_ARGS)
+
+.PHONY: node-clean
+node-clean: ## remove the node's built binaries from ./bin
+	rm -f $(NODE_KUBE_LINKS) $(addsuffix -v*,$(NODE_KUBE_LINKS)) $(COREDNS) $(COREDNS)-v* \
+		$(NETPOL) $(NETPOL)-v*
+	rm -rf $(COREDNS)-v*.gobin $(NETPOL)-v*.src
