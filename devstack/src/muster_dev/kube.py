@@ -48,6 +48,11 @@ log = logging.getLogger(__name__)
 CONTEXT_NAME = "muster-local"
 ADMIN_USER = "muster-admin"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+# The API server's client identity towards kubelets; the cluster binds it to the built-in
+# `system:kubelet-api-admin` role.
+KUBELET_CLIENT_USER = "muster:apiserver-kubelet-client"
+KUBELET_CLIENT_GROUP = "muster:apiservers"
+_ETCD_HOST = "127.0.0.1"
 _PORT_RETRIES = 3
 
 
@@ -218,7 +223,8 @@ def _issue(
     server_ips: Sequence[str] = (),
 ) -> _Pair:
     key = ec.generate_private_key(ec.SECP256R1())
-    usage = ExtendedKeyUsageOID.SERVER_AUTH if server_names else ExtendedKeyUsageOID.CLIENT_AUTH
+    serving = bool(server_names or server_ips)
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if serving else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         _builder(_name(common_name, organizations), ca.cert.subject, key)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -235,7 +241,7 @@ def _issue(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
         )
     )  # fmt: skip
-    if server_names or server_ips:
+    if serving:
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -249,8 +255,11 @@ def _write(path: Path, data: bytes, mode: int = 0o600) -> Path:
 
 
 @dataclass(frozen=True)
-class _Pki:
+class Pki:
+    """The plane's throw-away certificate authority and the files made from it (PEM)."""
+
     ca: Path
+    ca_key: Path
     serving_cert: Path
     serving_key: Path
     admin_cert: Path
@@ -258,8 +267,37 @@ class _Pki:
     sa_public: Path
     sa_private: Path
 
+    def issue(
+        self,
+        name: str,
+        common_name: str,
+        *,
+        organizations: Sequence[str] = (),
+        server_names: Sequence[str] = (),
+        server_ips: Sequence[str] = (),
+    ) -> tuple[Path, Path]:
+        """A certificate (and key) signed by this CA, written as ``<name>.crt``/``<name>.key``
+        beside it: a client certificate for ``common_name`` in ``organizations`` (Kubernetes'
+        user and groups), or a serving one when names or addresses are given."""
+        ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise KubeError(f"{self.ca_key} is not the EC key this module makes")
+        ca = _Pair(x509.load_pem_x509_certificate(self.ca.read_bytes()), ca_key)
+        pair = _issue(
+            ca,
+            common_name,
+            organizations=organizations,
+            server_names=server_names,
+            server_ips=server_ips,
+        )
+        folder = self.ca.parent
+        return (
+            _write(folder / f"{name}.crt", pair.cert_pem(), 0o644),
+            _write(folder / f"{name}.key", pair.key_pem()),
+        )
 
-def _make_pki(folder: Path, host: str) -> _Pki:
+
+def _make_pki(folder: Path, host: str) -> Pki:
     folder.mkdir(parents=True, exist_ok=True)
     ca = _new_ca("muster-local-ca")
     serving = _issue(
@@ -275,8 +313,10 @@ def _make_pki(folder: Path, host: str) -> _Pki:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     sa_private = _Pair(ca.cert, sa_key).key_pem()
-    return _Pki(
+    return Pki(
         ca=_write(folder / "ca.crt", ca.cert_pem(), 0o644),
+        # Kept (owner-only) so that a node's components get certificates from the same CA.
+        ca_key=_write(folder / "ca.key", ca.key_pem()),
         serving_cert=_write(folder / "apiserver.crt", serving.cert_pem(), 0o644),
         serving_key=_write(folder / "apiserver.key", serving.key_pem()),
         admin_cert=_write(folder / "admin.crt", admin.cert_pem(), 0o644),
@@ -286,8 +326,13 @@ def _make_pki(folder: Path, host: str) -> _Pki:
     )
 
 
-def _kubeconfig(server: str, pki: _Pki) -> str:
+def _kubeconfig(server: str, pki: Pki) -> str:
     """A kubeconfig (JSON is YAML) with the admin credentials embedded."""
+    return kubeconfig_for(server, pki.ca, pki.admin_cert, pki.admin_key, ADMIN_USER)
+
+
+def kubeconfig_for(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
+    """A kubeconfig (JSON is YAML) for ``server`` with a client certificate embedded."""
 
     def b64(path: Path) -> str:
         return base64.b64encode(path.read_bytes()).decode()
@@ -298,21 +343,19 @@ def _kubeconfig(server: str, pki: _Pki) -> str:
         "clusters": [
             {
                 "name": CONTEXT_NAME,
-                "cluster": {"server": server, "certificate-authority-data": b64(pki.ca)},
+                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
             }
         ],
         "users": [
             {
-                "name": ADMIN_USER,
+                "name": user,
                 "user": {
-                    "client-certificate-data": b64(pki.admin_cert),
-                    "client-key-data": b64(pki.admin_key),
+                    "client-certificate-data": b64(cert),
+                    "client-key-data": b64(key),
                 },
             }
         ],
-        "contexts": [
-            {"name": CONTEXT_NAME, "context": {"cluster": CONTEXT_NAME, "user": ADMIN_USER}}
-        ],
+        "contexts": [{"name": CONTEXT_NAME, "context": {"cluster": CONTEXT_NAME, "user": user}}],
         "current-context": CONTEXT_NAME,
         "preferences": {},
     }
@@ -327,6 +370,11 @@ class LocalControlPlane:
 
     Use as a context manager (or call :meth:`start` and :meth:`stop`); stopping is
     idempotent and also happens when starting fails halfway.
+
+    With ``serve_nodes`` the API server is set up for a node that runs pods (the local
+    cluster, :mod:`muster_runtime.localstack.cluster`): the ``kubernetes`` Service gets
+    ``host`` as its endpoint, ServiceAccount admission mounts tokens, kubelets are
+    authorized as nodes and reached with a client certificate of this CA.
     """
 
     def __init__(
@@ -340,6 +388,7 @@ class LocalControlPlane:
         apiserver_args: Sequence[str] = (),
         etcd_args: Sequence[str] = (),
         keep_workdir: bool = False,
+        serve_nodes: bool = False,
     ) -> None:
         settings = KubeSettings()
         self.binaries = binaries or bin_dir(settings)
@@ -347,6 +396,7 @@ class LocalControlPlane:
         self.start_timeout = start_timeout or settings.kube_start_timeout
         self.apiserver_args = list(apiserver_args)
         self.etcd_args = list(etcd_args)
+        self.serve_nodes = serve_nodes
         self._given_workdir = workdir
         self._kubeconfig_path = kubeconfig_path
         self._keep_workdir = keep_workdir or workdir is not None
@@ -354,6 +404,7 @@ class LocalControlPlane:
         self.etcd: ManagedProcess | None = None
         self.apiserver: ManagedProcess | None = None
         self.access: KubeAccess | None = None
+        self.pki: Pki | None = None
         self._admin_tls: ssl.SSLContext | None = None
 
     # context manager -----------------------------------------------------------------
@@ -379,7 +430,7 @@ class LocalControlPlane:
         try:
             self.workdir = self._given_workdir or Path(tempfile.mkdtemp(prefix="muster-kube-"))
             self.workdir.mkdir(parents=True, exist_ok=True)
-            pki = _make_pki(self.workdir / "pki", self.host)
+            pki = self.pki = _make_pki(self.workdir / "pki", self.host)
             deadline = time.monotonic() + self.start_timeout
             for attempt in range(1, _PORT_RETRIES + 1):
                 try:
@@ -403,15 +454,17 @@ class LocalControlPlane:
             raise
 
     def _start_processes(
-        self, etcd_bin: Path, apiserver_bin: Path, pki: _Pki, deadline: float
+        self, etcd_bin: Path, apiserver_bin: Path, pki: Pki, deadline: float
     ) -> str:
         assert self.workdir is not None
         host = self.host
-        client_port, peer_port, secure_port = _free_ports(host, 3)
+        # etcd has no authentication: it listens on loopback only, whatever ``host`` is.
+        client_port, peer_port = _free_ports(_ETCD_HOST, 2)
+        (secure_port,) = _free_ports(host, 1)
         data_dir = self.workdir / "etcd"
         shutil.rmtree(data_dir, ignore_errors=True)
-        etcd_url = f"http://{host}:{client_port}"
-        peer_url = f"http://{host}:{peer_port}"
+        etcd_url = f"http://{_ETCD_HOST}:{client_port}"
+        peer_url = f"http://{_ETCD_HOST}:{peer_port}"
         # etcd also reads ETCD_* variables and refuses flags they contradict.
         etcd_env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         self.etcd = ManagedProcess(
@@ -445,23 +498,17 @@ class LocalControlPlane:
                 f"--etcd-servers={etcd_url}",
                 f"--bind-address={host}",
                 f"--advertise-address={host}",
-                # The default (lease) reconciler refuses a loopback advertise address, and no
-                # pod here needs endpoints for the `kubernetes` Service.
-                "--endpoint-reconciler-type=none",
+                *(self._node_args(pki) if self.serve_nodes else self._plane_only_args()),
                 f"--secure-port={secure_port}",
                 f"--cert-dir={pki.ca.parent}",
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca}",
-                "--authorization-mode=RBAC",
                 f"--service-account-issuer={server}",
                 f"--service-account-key-file={pki.sa_public}",
                 f"--service-account-signing-key-file={pki.sa_private}",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--allow-privileged=true",
-                # No controller-manager creates each namespace's `default` ServiceAccount, so
-                # this plugin would reject every Pod (envtest disables it for the same reason).
-                "--disable-admission-plugins=ServiceAccount",
                 "--profiling=false",
                 # The mixed-version peer proxy (beta, on by default) is for several API servers;
                 # its shutdown hook would wait on etcd forever if etcd is already gone.
@@ -478,6 +525,37 @@ class LocalControlPlane:
         self._admin_tls.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
         self._wait(self.apiserver, f"{server}/readyz", deadline, _says_ok, self._admin_tls)
         return server
+
+    @staticmethod
+    def _plane_only_args() -> list[str]:
+        return [
+            # The default (lease) reconciler refuses a loopback advertise address, and no
+            # pod here needs endpoints for the `kubernetes` Service.
+            "--endpoint-reconciler-type=none",
+            "--authorization-mode=RBAC",
+            # No controller-manager creates each namespace's `default` ServiceAccount, so
+            # this plugin would reject every Pod (envtest disables it for the same reason).
+            "--disable-admission-plugins=ServiceAccount",
+        ]
+
+    @staticmethod
+    def _node_args(pki: Pki) -> list[str]:
+        kubelet_cert, kubelet_key = pki.issue(
+            "apiserver-kubelet-client", KUBELET_CLIENT_USER, organizations=[KUBELET_CLIENT_GROUP]
+        )
+        return [
+            # Pods reach the API server through the `kubernetes` Service: its endpoint is
+            # the advertise address, kept by the default (lease) reconciler.
+            "--endpoint-reconciler-type=lease",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            # logs, exec and port-forward: the API server calls the kubelet at the node's
+            # InternalIP (its hostname resolves nowhere) and checks its serving certificate.
+            "--kubelet-preferred-address-types=InternalIP",
+            f"--kubelet-client-certificate={kubelet_cert}",
+            f"--kubelet-client-key={kubelet_key}",
+            f"--kubelet-certificate-authority={pki.ca}",
+        ]
 
     def server_version(self) -> str:
         """The API server's ``gitVersion`` (from ``/version``), e.g. ``v1.37.2``."""
@@ -535,9 +613,11 @@ class LocalControlPlane:
                 )
 
     def _stop_processes(self) -> None:
-        # The API server first, so it does not spend its shutdown retrying a dead etcd.
+        # The API server first, so it does not spend its shutdown retrying a dead etcd. One
+        # that serves nodes also waits ~10 s to withdraw its `kubernetes` Service endpoint,
+        # which matters to nobody once the cluster is going: its state is thrown away.
         if self.apiserver is not None:
-            self.apiserver.stop(grace=15)
+            self.apiserver.stop(grace=2 if self.serve_nodes else 15)
             self.apiserver = None
         if self.etcd is not None:
             self.etcd.stop(grace=10)
