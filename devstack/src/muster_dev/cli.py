@@ -1,4 +1,4 @@
-"""The development stack's ``muster`` commands: ``up``, ``kube-up`` and ``services``.
+"""The development stack's ``muster`` commands: ``up``, ``kube-up``, ``cluster`` and ``services``.
 
 Registered through the ``muster.commands`` entry points, so they appear in ``muster --help``
 wherever ``muster-dev`` is installed (the workspace's dev environment), and nowhere else.
@@ -66,7 +66,8 @@ def _services(_: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``up``, ``kube-up`` and ``services`` to the ``muster`` command's subparsers."""
+    """Add ``up``, ``kube-up``, ``cluster`` and ``services`` to the ``muster`` command's
+    subparsers."""
     up = sub.add_parser("up", help="run the local stack in the foreground (Ctrl-C stops it)")
     up.add_argument("--state-dir", type=Path, help="SQLite file, logs, lock (default .state)")
     up.add_argument("--host", help="address to bind Temporal and the UI (default 127.0.0.1)")
@@ -112,3 +113,7 @@ def register(sub: Any) -> None:
 
     services = sub.add_parser("services", help="list the services `muster up` would run")
     services.set_defaults(func=_services)
+
+    from muster_dev import cluster  # noqa: PLC0415 - argparse needs its options
+
+    cluster.register(sub)
