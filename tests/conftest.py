@@ -36,7 +36,7 @@ from tests.kube_fixtures import (  # noqa: F401
     namespace,
 )
 
-_TIERS = ("unit", "temporal", "kube", "chart", "replay", "e2e")
+_TIERS = ("unit", "temporal", "kube", "chart", "cluster", "replay", "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
