@@ -13,7 +13,8 @@ import socket
 import pytest
 from kubernetes import client
 
-from muster_dev.node import LINK_CIDR, NodeAddresses
+from muster_dev.cluster import ClusterSettings
+from muster_dev.node import NodeAddresses
 from tests.cluster.conftest import NamespaceFactory
 from tests.cluster.support import (
     apply,
@@ -111,7 +112,7 @@ print(json.dumps(results))
 def test_pods_reach_nothing_beyond_the_node_but_the_api_server(
     node_kubectl: Run, node_namespace: NamespaceFactory
 ) -> None:
-    host_ip = NodeAddresses.from_cidr(LINK_CIDR).host_ip
+    host_ip = NodeAddresses.from_cidr(ClusterSettings().link_cidr).host_ip
     # A service of the host that listens on every address (the kernel completes handshakes
     # for it without an accept, so a connection that got through would show as pending).
     with socket.socket() as listener:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
+from muster_dev.cluster import ClusterSettings
 from muster_dev.kube import KubeSettings
 from muster_dev.services import OTHER_PROCESSES, SERVICES
 from muster_dev.stack import StackSettings
@@ -56,6 +57,10 @@ def render() -> str:
         "\n## Local Kubernetes control plane (`make kube-up`, `tests/kube`)\n",
         "`KUBECONFIG` is read as kubectl reads it.\n",
         settings_table(KubeSettings),
+        "\n## Local one-node cluster (`muster cluster up`, `tests/cluster`)\n",
+        "Command-line flags (`muster cluster up --help`) override these; `MUSTER_BIN_DIR` "
+        "applies too.\n",
+        settings_table(ClusterSettings),
     ]
     for spec in SERVICES:
         settings_cls = load_settings_class(spec.settings)
