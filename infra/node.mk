@@ -40,6 +40,9 @@ node-tools: kube-tools node-packages $(NODE_KUBE_LINKS) $(COREDNS) $(NETPOL) ## 
 node-packages: ## install the node's Debian packages (containerd, runc, CNI plugins, iptables...) if missing
 	@missing=; for f in $(NODE_PACKAGE_FILES); do [ -x "$$f" ] || missing=1; done; \
 	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" != 0 ] && ! { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; then \
+		echo "make: not installing the local node's Debian packages: that needs root, and so" \
+			"does the node (tests/cluster will be skipped)"; exit 0; fi; \
 	$(call apt_install,$(NODE_PACKAGES) iproute2 util-linux,the local node,)
 
 $(NODE_KUBE_LINKS): $(BIN)/%: $(BIN)/%-v$(KUBE_VERSION)

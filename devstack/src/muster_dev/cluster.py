@@ -981,8 +981,12 @@ def _up(args: argparse.Namespace) -> int:
         if v is not None
     }
     settings = ClusterSettings(**overrides)
-    # SIGTERM (`muster cluster down`, a supervisor) stops the cluster as Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # SIGTERM (`muster cluster down`, a supervisor) stops the cluster as Ctrl-C does; SIGINT
+    # too when a shell started us in the background with it ignored.
+    previous = {
+        sig: signal.signal(sig, _raise_keyboard_interrupt)
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     cluster = LocalCluster(settings, kubeconfig_path=args.kubeconfig, out=_print)
     try:
         _print(f"starting a one-node cluster from {cluster.binaries} (one per machine) ...")
@@ -1009,8 +1013,12 @@ def _up(args: argparse.Namespace) -> int:
         print(f"muster cluster up: {exc}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C must not cut the clean-up short (`down` still can, after a while).
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
         cluster.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run(args: argparse.Namespace) -> int:
