@@ -87,8 +87,8 @@ $(COREDNS_BUILD):
 # The agent is built from a copy of its module with its dependencies vendored (all from the
 # Go module proxy), where one file of its nftables library is replaced by
 # infra/netpol/queue.go: that file queues packets through the NFQUEUE target, for kernels
-# without nftables' native queue expression (CONFIG_NFT_QUEUE), this project's machines
-# among them. Nothing else of the agent or its dependencies changes.
+# without nftables' native queue expression (CONFIG_NFT_QUEUE). Nothing else of the agent
+# or its dependencies changes.
 NETPOL_NFTABLES_VERSION := 0.3.0
 NETPOL_OVERLAY := $(CURDIR)/infra/netpol/queue.go
 NETPOL_GOENV := GOSUMDB=off GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 GOWORK=off

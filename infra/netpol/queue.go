@@ -1,13 +1,13 @@
-// Build overlay for github.com/google/nftables (v0.3.0) expr/queue.go, used only when
-// infra/node.mk builds kube-network-policies (go build -overlay): the agent sends the first
-// packet of every connection of a policy-selected pod to user space through an nfqueue.
+// Replaces github.com/google/nftables (v0.3.0) expr/queue.go in the vendored copy that
+// infra/node.mk builds kube-network-policies from: the agent sends the first packet of
+// every connection of a policy-selected pod to user space through an nfqueue.
 //
 // The upstream file encodes that as nftables' native `queue` expression, which needs a
-// kernel built with CONFIG_NFT_QUEUE. Kernels without it (this project's machines among
-// them) still have the same queueing through the xtables compatibility layer
-// (CONFIG_NFT_COMPAT and the NFQUEUE target, what `iptables-nft -j NFQUEUE` uses). This
-// file keeps the package's Queue API and encodes a Queue as that NFQUEUE target (revision
-// 3): the same queue number, the same bypass and fan-out flags, the same verdicts.
+// kernel built with CONFIG_NFT_QUEUE. Kernels without it still have the same queueing
+// through the xtables compatibility layer (CONFIG_NFT_COMPAT and the NFQUEUE target, what
+// `iptables-nft -j NFQUEUE` uses). This file keeps the package's Queue API and encodes a
+// Queue as that NFQUEUE target (revision 3): the same queue number, the same bypass and
+// fan-out flags, the same verdicts.
 package expr
 
 import (

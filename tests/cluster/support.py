@@ -163,7 +163,7 @@ def _mount_points() -> set[str]:
 
 
 def node_processes() -> list[str]:
-    """Processes of the node's programs on this machine (one node per machine: ours)."""
+    """Processes of the node's programs on the host (one node per host: ours)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

@@ -26,7 +26,7 @@ def test_a_second_node_is_refused(
         check=False,
     )
     assert second.returncode == 1, second
-    assert "a Muster node already runs on this machine" in second.stderr
+    assert "a Muster node already runs on this host" in second.stderr
     assert f"KUBECONFIG={cluster.kubeconfig}" in second.stderr
     assert "muster cluster down" in second.stderr
     assert not (tmp_path / "second").exists()

@@ -39,7 +39,7 @@ PATHS = nodeconfig.NodePaths(Path("/srv/node"))
 IMAGES = nodeconfig.NodeImages(pause="p:1", coredns="c:1", netpol="n:1")
 
 
-def test_containerd_config_has_the_settings_this_machine_needs() -> None:
+def test_containerd_config_has_the_settings_the_node_needs() -> None:
     config = tomllib.loads(nodeconfig.containerd_config(PATHS, IMAGES))
     cri = config["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["restrict_oom_score_adj"] is True

@@ -1,11 +1,11 @@
-"""``muster cluster up|down|status|import``: a real one-node Kubernetes cluster on this machine.
+"""``muster cluster up|down|status|import``: a real one-node Kubernetes cluster on the local host.
 
 The control plane is :class:`~muster_dev.kube.LocalControlPlane` (etcd and
 kube-apiserver) set up to serve a node, plus kube-scheduler and kube-controller-manager.
 The node (:mod:`muster_dev.node`) runs containerd, the kubelet and kube-proxy
 in namespaces of their own; CoreDNS and kube-network-policies (the SIG's NetworkPolicy
 agent) run on it as pods. Everything is built or installed by ``make node-tools``; images
-come from this machine (:mod:`muster_dev.images`), never from a registry.
+come from the local host (:mod:`muster_dev.images`), never from a registry.
 
 One node per machine: the kubelet owns fixed names (its cgroups, the veth pair), so a
 second ``up`` is refused. ``/run/muster-cluster.json`` records what runs, so that
@@ -102,7 +102,7 @@ class ClusterError(RuntimeError):
 
 
 class AlreadyRunning(ClusterError):
-    """Another launcher runs a node on this machine."""
+    """Another launcher runs a node on this host."""
 
 
 class ClusterSettings(BaseSettings):
@@ -318,7 +318,7 @@ class LocalCluster:
         if self._lock is None:
             state = read_state() or {}
             raise AlreadyRunning(
-                "a Muster node already runs on this machine"
+                "a Muster node already runs on this host"
                 + (
                     f" (launcher pid {state['launcher_pid']}, KUBECONFIG={state['kubeconfig']})"
                     if state
@@ -921,7 +921,7 @@ def build_parser() -> argparse.ArgumentParser:
     """``muster cluster`` and its verbs."""
     parser = argparse.ArgumentParser(
         prog="muster cluster",
-        description="A real one-node Kubernetes cluster on this machine (needs root).",
+        description="A real one-node Kubernetes cluster on the local host (needs root).",
     )
     add_arguments(parser)
     return parser
@@ -1050,7 +1050,8 @@ def run(args: argparse.Namespace) -> int:
 def register(subcommands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``muster cluster`` to the ``muster`` command (see :mod:`muster_dev.cli`)."""
     parser = subcommands.add_parser(
-        "cluster", help="a real one-node Kubernetes cluster on this machine (root; make cluster-up)"
+        "cluster",
+        help="a real one-node Kubernetes cluster on the local host (root; make cluster-up)",
     )
     add_arguments(parser)
 

@@ -49,7 +49,7 @@ class BinaryImage:
 
 
 def oci_architecture() -> str:
-    """This machine's architecture as OCI names it."""
+    """The host's architecture as OCI names it."""
     machine = platform.machine()
     return _ARCHITECTURES.get(machine, machine)
 

@@ -6,7 +6,7 @@ it: in there ``/run`` is a fresh tmpfs, ``/var`` an overlay whose changes go to 
 work folder, ``/var/lib/kubelet`` a folder of it, and the kernel settings the kubelet would
 change (``vm.overcommit_memory``, ``kernel.panic``...) read as already set. The only ways in
 are a veth pair (the host side gets ``HOST_IP``, the node ``NODE_IP``; the node has no
-default route, so nothing reaches beyond this machine) and the pods' cgroups under
+default route, so nothing reaches beyond the host) and the pods' cgroups under
 ``/muster-node``. :func:`sweep` removes all of it, also after a launcher that was killed.
 """
 
@@ -323,7 +323,7 @@ def _skip_name(data: bytes, offset: int) -> int:
 
 
 def cgroup_mounts() -> list[Path]:
-    """Every cgroup (v1 and v2) hierarchy mounted on this machine."""
+    """Every cgroup (v1 and v2) hierarchy mounted on the host."""
     mounts = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         before, _, after = line.partition(" - ")
@@ -488,7 +488,7 @@ def sweep(net_ns: str | None, mnt_ns: str | None, *, timeout: float = 30.0) -> S
 
 
 def leftovers() -> list[str]:
-    """What of a node is on this machine now (for `status` and the clean-up test)."""
+    """What of a node is on the host now (for `status` and the clean-up test)."""
     found = []
     if link_exists():
         found.append(f"interface {HOST_LINK}")

@@ -94,8 +94,8 @@ oom_score = 0
 
 [{cri}]
   sandbox_image = "{images.pause}"
-  # The machine refuses to lower oom_score_adj, even to root: without this every pod fails
-  # with "can't get final child's PID from pipe: EOF".
+  # Some virtual machines refuse to lower oom_score_adj, even to root: there, without this,
+  # every pod fails with "can't get final child's PID from pipe: EOF".
   restrict_oom_score_adj = true
   enable_selinux = false
   stream_server_address = "127.0.0.1"
@@ -110,7 +110,7 @@ oom_score = 0
   runtime_type = "io.containerd.runc.v2"
 
 [{cri}.containerd.runtimes.runc.options]
-  # runc, not crun: crun refuses hybrid (v1 + v2) cgroup machines.
+  # runc, not crun: crun refuses hosts with hybrid (v1 + v2) cgroups.
   BinaryName = "runc"
   SystemdCgroup = false
 
@@ -153,7 +153,7 @@ def kubelet_config(paths: NodePaths, *, ca: Path, cert: Path, key: Path) -> dict
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
-        # The machine has cgroup v1 (hybrid) and cannot switch to pure v2.
+        # Hosts with cgroup v1 (or hybrid) hierarchies still run the kubelet with this.
         "failCgroupV1": False,
         "cgroupDriver": "cgroupfs",
         "cgroupRoot": f"/{CGROUP_PARENT}",
