@@ -10,12 +10,14 @@
 #
 # Built into $(BIN) keyed by version, like infra/kube.mk: kubelet, kube-proxy, kube-scheduler
 # and kube-controller-manager from infra/kubeplane (the same modules as kube-apiserver),
-# CoreDNS and kube-network-policies (the SIG's reference NetworkPolicy agent) with
-# `go install`. From Debian: containerd and runc (the container runtime), the CNI plugins
+# CoreDNS from infra/coredns (its plugins for cluster DNS only), and kube-network-policies
+# (the SIG's reference NetworkPolicy agent) from its module. From Debian: containerd and runc (the container runtime), the CNI plugins
 # (bridge, host-local, loopback), iptables/nftables and conntrack (kube-proxy, the
 # NetworkPolicy agent) and catatonit (the pods' sandbox "pause" process).
 
-COREDNS_VERSION ?= 1.15.0
+COREDNS_DIR := $(CURDIR)/infra/coredns
+COREDNS_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/coredns/coredns" { \
+	sub(/^v/, "", $$3); print $$3; exit }' $(COREDNS_DIR)/go.mod)
 NETPOL_VERSION ?= 0.8.0
 NODE_KUBE_COMPONENTS := kubelet kube-proxy kube-scheduler kube-controller-manager
 NODE_KUBE_LINKS := $(addprefix $(BIN)/,$(NODE_KUBE_COMPONENTS))
@@ -67,22 +69,15 @@ $(NODE_KUBE_BUILDS): $(BIN)/%-v$(KUBE_VERSION): $(KUBEPLANE_DIR)/cmd/%/main.go \
 	@rm -f $(BIN)/$*-v*[0-9]
 	@mv -f $@.partial $@
 
-# `go install module/cmd@version` in a folder of its own: the module's own go.mod and go.sum
-# pin its dependencies. $(1): package@version, $(2): binary go install writes, $(3): target,
-# $(4): its unversioned name in $(BIN), $(5): ldflags.
-define node_go_install
-@$(kube_check_go)
-@echo "building $(notdir $(3)) into $(BIN) with go install $(1)"
-@mkdir -p $(BIN) && rm -rf $(3).gobin && mkdir -p $(3).gobin
-@cd $(3).gobin && GOBIN=$(3).gobin $(KUBE_GOENV) $(GO) install -trimpath -ldflags '$(5)' $(1) \
-	|| $(call kube_proxy_error,$(1))
-@rm -f $(4)-v*[0-9]
-@mv -f $(3).gobin/$(2) $(3) && rm -rf $(3).gobin
-endef
-
-$(COREDNS_BUILD):
-	$(call node_go_install,github.com/coredns/coredns@v$(COREDNS_VERSION),coredns,$@,$(COREDNS),\
-		-s -w -X github.com/coredns/coredns/coremain.GitCommit=v$(COREDNS_VERSION))
+$(COREDNS_BUILD): $(COREDNS_DIR)/main.go $(COREDNS_DIR)/go.mod $(COREDNS_DIR)/go.sum
+	@$(kube_check_go)
+	@echo "building coredns v$(COREDNS_VERSION) into $(BIN)"
+	@mkdir -p $(BIN)
+	@cd $(COREDNS_DIR) && $(KUBE_GOENV) $(GO) build -trimpath \
+		-ldflags '-s -w -X github.com/coredns/coredns/coremain.GitCommit=v$(COREDNS_VERSION)' \
+		-o $@.partial . || $(call kube_proxy_error,github.com/coredns/coredns v$(COREDNS_VERSION))
+	@rm -f $(COREDNS)-v*[0-9]
+	@mv -f $@.partial $@
 
 # The agent is built from a copy of its module with its dependencies vendored (all from the
 # Go module proxy), where one file of its nftables library is replaced by
@@ -140,4 +135,4 @@ test-cluster: node-tools image-base $(KUBE_VENV_TARGET) ## the node tests (tests
 node-clean: ## remove the node's built binaries from ./bin
 	rm -f $(NODE_KUBE_LINKS) $(addsuffix -v*,$(NODE_KUBE_LINKS)) $(COREDNS) $(COREDNS)-v* \
 		$(NETPOL) $(NETPOL)-v*
-	rm -rf $(COREDNS)-v*.gobin $(NETPOL)-v*.src
+	rm -rf $(NETPOL)-v*.src
