@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import ipaddress
 import json
 import logging
 import os
@@ -686,7 +687,7 @@ class LocalCluster:
             deadline,
         )
         dns = nodeconfig.dns_service_ip()
-        want = str(SERVICE_CLUSTER_IP_RANGE.split("/")[0].rsplit(".", 1)[0]) + ".1"
+        want = str(ipaddress.ip_network(SERVICE_CLUSTER_IP_RANGE)[1])  # the kubernetes Service
         self._poll(
             lambda: (
                 want
@@ -728,21 +729,10 @@ class LocalCluster:
 
     def memory(self) -> dict[str, int]:
         """Resident memory (bytes) of the control plane, the node's daemons and the pods."""
-        plane = (
-            [p.pid for p in (self.plane.etcd, self.plane.apiserver) if p and p.pid]
-            if self.plane
-            else []
-        )
-        controllers = [
-            p.pid for n, p in self.processes.items()
-            if n in ("kube-scheduler", "kube-controller-manager") and p.pid
-        ]  # fmt: skip
         ns = self.namespaces
         node = node_pids(ns.net_ns, ns.mnt_ns) if ns else set()
-        return {
-            "control-plane": rss_bytes(plane + controllers),
-            "node": rss_bytes(node),
-        }
+        plane = [p for p in self._state.get("pids", {}).values() if p not in node]
+        return {"control-plane": rss_bytes(plane), "node": rss_bytes(node)}
 
     def import_images(self, references: Sequence[str], containers_root: Path) -> list[str]:
         """Export images from buildah's storage and import them into the node's containerd."""
