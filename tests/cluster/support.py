@@ -347,10 +347,15 @@ def http_from(kubectl: Run, namespace: str, pod: str, url: str, timeout: float =
 def wait_for_http(
     kubectl: Run, namespace: str, pod: str, url: str, *, ok: bool, timeout: float = 60
 ) -> Manifest:
-    """Probe ``url`` from ``pod`` until it succeeds (``ok``) or fails (not ``ok``)."""
+    """Probe ``url`` from ``pod`` until it succeeds (``ok``) or fails (not ``ok``).
+
+    A failure only counts after a generous client timeout, so that a slow answer on a busy
+    host is not taken for a blocked connection.
+    """
+    client_timeout = 2.0 if ok else 8.0
 
     def probe() -> Manifest | None:
-        result = http_from(kubectl, namespace, pod, url)
+        result = http_from(kubectl, namespace, pod, url, timeout=client_timeout)
         return result if result["ok"] is ok else None
 
     try:
@@ -361,5 +366,5 @@ def wait_for_http(
             interval=0.5,
         )
     except PollTimeout as exc:
-        last = http_from(kubectl, namespace, pod, url)
+        last = http_from(kubectl, namespace, pod, url, timeout=client_timeout)
         raise AssertionError(f"{exc}; last probe: {last}") from exc
