@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from muster_dev import nodeconfig
+from muster_dev import cluster, nodeconfig
 from muster_dev.images import (
     CONTAINERD_NAME,
     BinaryImage,
@@ -199,3 +199,30 @@ def test_dns_query_reads_a_real_udp_answer() -> None:
         thread.join(timeout=5)
         server.close()
     assert found == ["10.0.0.1"]
+
+
+def test_stopping_keeps_only_the_logs(tmp_path: Path) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "kubelet.log").write_text("kept")
+    (tmp_path / "containerd" / "root").mkdir(parents=True)
+    (tmp_path / "containerd" / "root" / "blob").write_text("gone")
+    (tmp_path / "kubelet.kubeconfig").write_text("gone")
+    (tmp_path / ".muster-cluster").write_text("kept")
+    cluster._remove_tree(tmp_path, keep_logs=True)
+    kept = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
+    assert kept == [".muster-cluster", "logs", "logs/kubelet.log"]
+
+
+def test_a_folder_that_is_not_a_nodes_is_never_emptied(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    node = cluster.LocalCluster(workdir=tmp_path, binaries=tmp_path)
+    with pytest.raises(cluster.ClusterError, match="not empty and not a node's folder"):
+        node._prepare_workdir()
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_version_tags_come_from_the_versioned_binaries(tmp_path: Path) -> None:
+    (tmp_path / "coredns-v1.15.0").write_text("")
+    (tmp_path / "coredns").symlink_to("coredns-v1.15.0")
+    assert cluster._version_tag(tmp_path / "coredns") == "v1.15.0"
+    assert cluster._version_tag(tmp_path / "missing") == "dev"

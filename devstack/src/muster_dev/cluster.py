@@ -771,8 +771,8 @@ class LocalCluster:
 def _version_tag(binary: Path) -> str:
     """``v1.15.0`` from a link like ``bin/coredns -> coredns-v1.15.0`` (the Makefile's)."""
     target = binary.resolve().name if binary.exists() else binary.name
-    _, _, version = target.rpartition("-v")
-    return f"v{version}" if version else "dev"
+    _, separator, version = target.rpartition("-v")
+    return f"v{version}" if separator and version else "dev"
 
 
 def _remove_tree(folder: Path, *, keep_logs: bool) -> None:
