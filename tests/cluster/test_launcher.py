@@ -11,7 +11,8 @@ import pytest
 from tests.cluster.support import ClusterHandle, muster_command
 from tests.kube.support import Run
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+# The first test of the tier also waits for the session's cluster to come up.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_a_second_node_is_refused(
