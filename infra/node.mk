@@ -1,5 +1,5 @@
-# The local node's tools (`muster cluster up`): a real single-node Kubernetes cluster on this
-# machine, from Go modules and Debian packages only.
+# The local node's tools (`muster cluster up`): a real one-node Kubernetes cluster on the
+# local host, from Go modules and Debian packages only.
 #
 #   make node-tools       build/install whatever is missing (first time: ~10 min on 2 cores
 #                         on top of kube-tools)
@@ -11,9 +11,10 @@
 # Built into $(BIN) keyed by version, like infra/kube.mk: kubelet, kube-proxy, kube-scheduler
 # and kube-controller-manager from infra/kubeplane (the same modules as kube-apiserver),
 # CoreDNS from infra/coredns (its plugins for cluster DNS only), and kube-network-policies
-# (the SIG's reference NetworkPolicy agent) from its module. From Debian: containerd and runc (the container runtime), the CNI plugins
-# (bridge, host-local, loopback), iptables/nftables and conntrack (kube-proxy, the
-# NetworkPolicy agent) and catatonit (the pods' sandbox "pause" process).
+# (the SIG's reference NetworkPolicy agent) from its module. From Debian: containerd and
+# runc (the container runtime), the CNI plugins (bridge, host-local, loopback),
+# iptables/nftables and conntrack (kube-proxy, the NetworkPolicy agent) and catatonit (the
+# pods' sandbox "pause" process).
 
 COREDNS_DIR := $(CURDIR)/infra/coredns
 COREDNS_VERSION := $(shell awk '$$1 == "require" && $$2 == "github.com/coredns/coredns" { \
