@@ -1,7 +1,8 @@
 # Muster's verbs. Every target bootstraps what it needs into ./bin and ./.venv (both
 # git-ignored), so a fresh clone needs nothing but Python 3.11, Go and make.
 #
-#   make up        run the local stack (Temporal dev server + every Muster service)
+#   make up        run the local stack (Temporal dev server + every Muster service;
+#                  UP_ARGS="--temporal server" for the real server on PostgreSQL)
 #   make test      lint, verify generated files, run every test tier
 #   make help      everything else
 
@@ -73,7 +74,7 @@ up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--he
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv kube-tools node-tools browser axe prometheus chart-tools image-base
+test-all: venv kube-tools node-tools temporal-server browser axe prometheus chart-tools image-base
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -81,7 +82,7 @@ test-unit: venv ## unit tier only (no servers)
 	@$(PYTEST) tests/unit $(PYTEST_ARGS)
 
 .PHONY: test-temporal
-test-temporal: venv ## tests against the real Temporal dev server / time-skipping server
+test-temporal: venv temporal-server ## tests against the dev server, the real server (PostgreSQL) and the time-skipping server
 	@$(PYTEST) tests/temporal $(PYTEST_ARGS)
 
 .PHONY: test-replay
@@ -91,7 +92,7 @@ test-replay: venv ## committed workflow histories replay against the current cod
 CHAOS_ORDERS ?= 2000
 CHAOS_KILLS ?= 6
 .PHONY: chaos
-chaos: venv ## the order chaos run, bigger: make chaos CHAOS_ORDERS=2000 CHAOS_KILLS=6
+chaos: venv temporal-server ## the order chaos run, bigger: make chaos CHAOS_ORDERS=2000 CHAOS_KILLS=6
 	@MUSTER_CHAOS_ORDERS=$(CHAOS_ORDERS) MUSTER_CHAOS_KILLS=$(CHAOS_KILLS) \
 		$(PYTEST) tests/temporal/test_fulfillment_chaos.py -s $(PYTEST_ARGS)
 
@@ -192,3 +193,4 @@ distclean: clean ## also remove ./bin, ./.venv and ./.state
 -include infra/kube.mk
 -include infra/images.mk
 -include infra/node.mk
+-include infra/temporal.mk
