@@ -66,8 +66,11 @@ lock: $(UV_STAMP) ## re-resolve uv.lock after changing a pyproject
 
 # --- the two commands ----------------------------------------------------------------
 
+# `make up UP_ARGS="--temporal server"` builds the real server first (once per version).
+UP_TOOLS := $(if $(or $(findstring --temporal server,$(UP_ARGS)),$(findstring --temporal=server,$(UP_ARGS))),temporal-server)
+
 .PHONY: up
-up: venv ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--help for options)
+up: venv $(UP_TOOLS) ## run the local stack in the foreground; Ctrl-C stops it (UP_ARGS=--help for options)
 	@$(VENV)/bin/muster up $(UP_ARGS)
 
 .PHONY: test

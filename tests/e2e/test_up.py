@@ -299,3 +299,77 @@ def test_bad_up_settings_are_one_line_each(tmp_path: Path) -> None:
     assert len(lines) == 2, result.stderr
     assert lines[0].startswith("muster up: configuration error: MUSTER_UP_TEMPORAL_PORT='70000'")
     assert lines[1].startswith("muster up: configuration error: MUSTER_UP_READY_TIMEOUT='-1'")
+
+
+def test_muster_up_on_the_real_server_keeps_its_data(tmp_path: Path) -> None:
+    """``muster up --temporal server``: PostgreSQL and the real server, the namespace and
+    search attributes, the canary, an order through the saga; after Ctrl-C nothing runs,
+    and a second start on the same state folder still has the order."""
+    state = tmp_path / "state"
+    # The real server's membership ports sit 300 below the frontend's and must stay below
+    # 32768: a free block in the low range holds the whole layout.
+    base = free_port_block(330)
+    temporal_port, postgres_port, service_port = base + 300, base + 320, free_port_block(12)
+    argv = [
+        str(MUSTER), "up", "--temporal", "server", "--state-dir", str(state),
+        "--temporal-port", str(temporal_port), "--postgres-port", str(postgres_port),
+        "--base-port", str(service_port), "--services", "canary,backends,fulfillment",
+        "--schedules", "",
+    ]  # fmt: skip
+    env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}"}
+    order = REPO / "examples" / "orders" / "basic.json"
+
+    def start(log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as sink:
+            up = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO,
+                                  start_new_session=True)  # fmt: skip
+
+        def ready() -> bool:
+            assert up.poll() is None, log.read_text()
+            return "Press Ctrl-C to stop everything." in log.read_text()
+
+        wait_until(ready, what="`muster up --temporal server`", timeout=180, interval=0.25)
+        return up
+
+    def stop(up: subprocess.Popen[bytes], log: Path) -> None:
+        os.killpg(up.pid, signal.SIGINT)
+        up.wait(timeout=120)
+        assert "stopped." in log.read_text()
+
+    first_log = tmp_path / "first.out"
+    up = start(first_log)
+    try:
+        text = first_log.read_text()
+        assert f"starting Temporal server on 127.0.0.1:{temporal_port}" in text
+        assert "canary ping answered by canary-" in text
+        assert f"PostgreSQL 127.0.0.1:{postgres_port}" in text
+        assert "registered namespace 'default'" in text
+        info = json.loads((state / "muster-up.json").read_text())
+        assert info["temporal"]["kind"] == "server"
+        placed = subprocess.run(
+            [str(MUSTER_ORDERS), "place", str(order), "--wait"],
+            capture_output=True, text=True, timeout=120, check=False, env=env,
+        )  # fmt: skip
+        assert placed.returncode == 0, placed.stderr
+        assert json.loads(placed.stdout)["status"] == "fulfilled"
+        stop(up, first_log)
+        assert processes_mentioning(str(state)) == []
+        assert (state / "postgres" / "PG_VERSION").is_file()
+
+        second_log = tmp_path / "second.out"
+        up = start(second_log)
+        status = subprocess.run(
+            [str(MUSTER_ORDERS), "status", "demo-1001"],
+            capture_output=True, text=True, timeout=60, check=False, env=env,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["status"] == "fulfilled"
+        # Kept, not registered again: the namespace and attributes came with the data.
+        assert "registered" not in second_log.read_text()
+        stop(up, second_log)
+        assert processes_mentioning(str(state)) == []
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+        for pid in processes_mentioning(str(state)):
+            os.kill(pid, signal.SIGKILL)

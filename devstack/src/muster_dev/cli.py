@@ -27,9 +27,11 @@ def _up(args: argparse.Namespace) -> int:
         key: value
         for key, value in {
             "state_dir": args.state_dir,
+            "temporal": args.temporal,
             "host": args.host,
             "temporal_port": args.temporal_port,
             "ui_port": args.ui_port,
+            "postgres_port": args.postgres_port,
             "base_port": args.base_port,
             "namespace": args.namespace,
             "services": args.services,
@@ -69,10 +71,21 @@ def register(sub: Any) -> None:
     """Add ``up``, ``kube-up``, ``cluster`` and ``services`` to the ``muster`` command's
     subparsers."""
     up = sub.add_parser("up", help="run the local stack in the foreground (Ctrl-C stops it)")
-    up.add_argument("--state-dir", type=Path, help="SQLite file, logs, lock (default .state)")
+    up.add_argument("--state-dir", type=Path, help="Temporal's data, logs, lock (default .state)")
+    up.add_argument(
+        "--temporal",
+        choices=["dev", "server"],
+        help="'dev': the Temporal dev server, starts in seconds, with the Web UI (default); "
+        "'server': the real Temporal server on PostgreSQL (`make temporal-server`)",
+    )
     up.add_argument("--host", help="address to bind Temporal and the UI (default 127.0.0.1)")
     up.add_argument("--temporal-port", type=int, help="Temporal frontend port (default 7233)")
     up.add_argument("--ui-port", type=int, help="Temporal Web UI port (default 8233)")
+    up.add_argument(
+        "--postgres-port",
+        type=int,
+        help="PostgreSQL port with --temporal server (default 5433)",
+    )
     up.add_argument(
         "--base-port", type=int, help="first service port; others follow (default 9100)"
     )

@@ -1,7 +1,8 @@
 """``muster up``: the embedded default stack on one machine.
 
-Starts the Temporal dev server (SQLite under the state folder, Web UI on), registers
-Muster's search attributes, then every installed service of the table in
+Starts Temporal (the dev server with SQLite under the state folder and its Web UI, or with
+``--temporal server`` a real Temporal server on PostgreSQL, data under the state folder
+too), registers Muster's search attributes, then every installed service of the table in
 :mod:`muster_dev.services`, waits until each reports ready, prints what runs where,
 restarts a service that dies, and on Ctrl-C (or SIGTERM) stops everything it started. A
 lock in the state folder makes a second ``muster up`` say that one is already running.
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -40,6 +41,7 @@ from muster_dev.services import (
     policies_dir,
 )
 from muster_dev.temporal import DevServer, DevServerConfig, ToolMissing
+from muster_dev.temporal_server import ServerPorts, TemporalServer, TemporalServerConfig
 from muster_runtime.canary.ping import ping_canary
 from muster_runtime.client import connect_with_retry
 from muster_runtime.search_attributes import SearchAttributeConflict, ensure_search_attributes
@@ -67,13 +69,20 @@ class StackSettings(BaseSettings):
     )
 
     state_dir: Path = Path(".state")
-    """Folder for the Temporal SQLite file, service logs, the lock and the state file."""
+    """Folder for Temporal's data (the dev server's SQLite file, the real server's
+    PostgreSQL), service logs, the lock and the state file."""
+    temporal: Literal["dev", "server"] = "dev"
+    """Which Temporal: 'dev' (`temporal server start-dev`, starts in seconds, Web UI) or
+    'server' (the real multi-service server on PostgreSQL, built by `make temporal-server`)."""
     host: str = "127.0.0.1"
     """Address Temporal and the UI bind."""
     temporal_port: Port = 7233
-    """Temporal frontend (gRPC) port."""
+    """Temporal frontend (gRPC) port. The real server also takes the ports +1, +2, +3, +6
+    and 300 below each of these and the frontend's for its internal services."""
     ui_port: Port = 8233
-    """Temporal Web UI port."""
+    """Temporal Web UI port (the dev server's; the real server has no UI)."""
+    postgres_port: Port = 5433
+    """PostgreSQL port of the real server (--temporal server), on the same address."""
     base_port: Port = 9100
     """First service port; services get consecutive ports in start-up order."""
     namespace: str = Field(default="default", min_length=1)
@@ -167,6 +176,7 @@ class LocalStack:
     out: Callable[[str], None] = print
     services: list[RunningService] = field(default_factory=list)
     server: DevServer | None = None
+    real_server: TemporalServer | None = None
     prometheus: PrometheusServer | None = None
     _lock_file: IO[str] | None = None
 
@@ -254,8 +264,15 @@ class LocalStack:
             "Temporal frontend (--temporal-port / MUSTER_UP_TEMPORAL_PORT)": (
                 self.settings.temporal_port
             ),
-            "Temporal UI (--ui-port / MUSTER_UP_UI_PORT)": self.settings.ui_port,
         }
+        if self.settings.temporal == "dev":
+            ports["Temporal UI (--ui-port / MUSTER_UP_UI_PORT)"] = self.settings.ui_port
+        else:
+            for what, port in self.server_ports().internal().items():
+                ports[f"Temporal server's {what} (from --temporal-port)"] = port
+            ports["PostgreSQL (--postgres-port / MUSTER_UP_POSTGRES_PORT)"] = (
+                self.settings.postgres_port
+            )
         for item in planned:
             ports[f"service {item.spec.name} (--base-port / MUSTER_UP_BASE_PORT)"] = item.port
             for name, port in item.extra.items():
@@ -292,8 +309,23 @@ class LocalStack:
 
     # -- start/stop ------------------------------------------------------------------------
 
+    def server_ports(self) -> ServerPorts:
+        """The real server's ports, laid out around the frontend's."""
+        try:
+            return ServerPorts.block(self.settings.temporal_port)
+        except ValueError as exc:
+            raise StackError(f"--temporal server: {exc}") from None
+
+    @property
+    def temporal_name(self) -> str:
+        """What runs Temporal, for people."""
+        return "Temporal dev server" if self.settings.temporal == "dev" else "Temporal server"
+
     def start_temporal(self) -> None:
-        """Start the dev server with its SQLite file in the state folder."""
+        """Start the chosen Temporal with its data in the state folder."""
+        if self.settings.temporal == "server":
+            self.start_real_server()
+            return
         namespaces = [] if self.settings.namespace == "default" else [self.settings.namespace]
         config = DevServerConfig(
             ip=self.settings.host,
@@ -304,6 +336,22 @@ class LocalStack:
         )
         self.server = DevServer(config, log_path=self.state_dir / "logs" / "temporal.log")
         self.server.start(timeout=self.settings.ready_timeout)
+
+    def start_real_server(self) -> None:
+        """PostgreSQL and the real server, data in ``postgres/`` of the state folder; the
+        namespace and Muster's search attributes are registered before this returns."""
+        config = TemporalServerConfig(
+            state_dir=self.state_dir,
+            ports=self.server_ports(),
+            postgres_port=self.settings.postgres_port,
+            ip=self.settings.host,
+            namespaces=[self.settings.namespace],
+        )
+        try:
+            self.real_server = TemporalServer(config, logs=self.state_dir / "logs")
+        except ToolMissing as exc:
+            raise StackError(str(exc)) from None
+        self.real_server.start(timeout=max(self.settings.ready_timeout, 120.0))
 
     def service_env(self, item: Planned, ports: dict[str, int]) -> dict[str, str]:
         """Environment for one service: Temporal connection, its ports, computed extras."""
@@ -385,6 +433,9 @@ class LocalStack:
         if self.server is not None:
             self.out("stopping Temporal dev server ...")
             self.server.stop()
+        if self.real_server is not None:
+            self.out("stopping Temporal server and PostgreSQL ...")
+            self.real_server.stop()
 
     def write_state(self) -> None:
         """Record what runs where for other tools (and the second `muster up`)."""
@@ -392,10 +443,16 @@ class LocalStack:
             "pid": os.getpid(),
             "started": time.time(),
             "temporal": {
+                "kind": self.settings.temporal,
                 "address": self.temporal_address,
                 "namespace": self.settings.namespace,
                 "ui": self.server.config.ui_url if self.server else None,
-                "pid": self.server.process.pid if self.server else None,
+                "pid": self.temporal_pid(),
+                "postgres": (
+                    f"{self.settings.host}:{self.settings.postgres_port}"
+                    if self.real_server
+                    else None
+                ),
             },
             "services": {
                 r.spec.name: {
@@ -419,10 +476,22 @@ class LocalStack:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(path)
 
+    def temporal_pid(self) -> int | None:
+        """The pid of the Temporal server process, once started."""
+        if self.server is not None:
+            return self.server.process.pid
+        if self.real_server is not None and self.real_server.process is not None:
+            return self.real_server.process.pid
+        return None
+
     def pids(self) -> Iterator[int]:
         """Pids of every process the stack started and that still runs."""
         if self.server is not None and self.server.process.pid and self.server.process.running():
             yield self.server.process.pid
+        if self.real_server is not None:
+            for process in (self.real_server.process, self.real_server.postgres.process):
+                if process is not None and process.pid and process.running():
+                    yield process.pid
         for running in self.services:
             if running.process.pid and running.process.running():
                 yield running.process.pid
@@ -437,8 +506,17 @@ class LocalStack:
             f"Muster is up (state and logs in {self.state_dir}).",
             f"  {'Temporal frontend':<20} {self.temporal_address:<28} "
             f"export TEMPORAL_ADDRESS={self.temporal_address}",
-            f"  {'Temporal UI':<20} {ui or 'disabled'}",
         ]
+        if self.real_server is not None:
+            lines += [
+                f"  {'Temporal server':<20} the real server on PostgreSQL "
+                f"{self.settings.host}:{self.settings.postgres_port} (data in "
+                f"{self.state_dir}/postgres)",
+                f"  {'Temporal UI':<20} none (the Web UI comes with the dev server; use "
+                "`temporal workflow list` or `temporal operator`)",
+            ]
+        else:
+            lines.append(f"  {'Temporal UI':<20} {ui or 'disabled'}")
         if self.prometheus is not None:
             lines.append(f"  {'Prometheus':<20} {self.prometheus.config.url}")
         for r in self.services:
@@ -552,8 +630,10 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
         loop.add_signal_handler(sig, stop.set)
     try:
         planned = stack.plan()
-        out(f"starting Temporal dev server on {stack.temporal_address} ...")
+        out(f"starting {stack.temporal_name} on {stack.temporal_address} ...")
         await asyncio.to_thread(stack.start_temporal)
+        for note in stack.real_server.notes if stack.real_server else []:
+            out(note)
         temporal = TemporalSettings(address=stack.temporal_address, namespace=settings.namespace)
         client = await connect_with_retry(temporal, max_attempts=20, tracing=False)
         added = await ensure_search_attributes(client, settings.namespace)
