@@ -1,11 +1,18 @@
-"""Fixtures for every tier: the real Temporal dev server and time-skipping test server,
-a Muster-configured client, unique task queues, and tier markers by folder."""
+"""Fixtures for every tier: the real Temporal dev server, the real Temporal server on
+PostgreSQL, the time-skipping test server, a Muster-configured client, unique task queues,
+and tier markers by folder.
+
+Tests reach Temporal through ``temporal_settings``, ``temporal_env`` and ``client``, which
+point at the dev server unless the module runs on both servers
+(``pytestmark = ON_BOTH_SERVERS`` from :mod:`tests.helpers`): then each of its tests runs
+once on the dev server and once on the real server, which is started once per session."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,12 +25,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from muster_api.search_attributes import cli_types
 from muster_dev.process import free_port
-from muster_dev.temporal import DevServer, DevServerConfig
+from muster_dev.temporal import DevServer, DevServerConfig, ToolMissing
+from muster_dev.temporal_server import ServerPorts, TemporalServer, TemporalServerConfig
 from muster_runtime.client import connect_with_retry
 from muster_runtime.search_attributes import add_search_attributes, ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
-from tests.helpers import unique
+from tests.helpers import free_port_block, unique
 
 # The control plane's fixtures, shared by tests/kube and tests/chart (one plane per session).
 from tests.kube_fixtures import (  # noqa: F401
@@ -70,21 +78,53 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
 
 
 @pytest.fixture(scope="session")
-def temporal_settings(dev_server: DevServer) -> TemporalSettings:
-    """Settings pointing at the session's dev server."""
-    return TemporalSettings(address=dev_server.config.address, namespace="default")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
+    """The real Temporal server (``make temporal-server``) on a throw-away PostgreSQL, with
+    the ``default`` namespace and Muster's search attributes, for the whole session."""
+    config = TemporalServerConfig(
+        state_dir=tmp_path_factory.mktemp("temporal-server"),
+        # Membership ports must stay below 32768 (the ephemeral range starts above): a free
+        # block there holds upstream's layout, 300 ports below the frontend to 6 above.
+        ports=ServerPorts.block(free_port_block(307) + 300),
+        postgres_port=free_port(),
+        durable=False,
+        retention=timedelta(days=1),
+    )
+    try:
+        server = TemporalServer(config)
+    except ToolMissing as exc:
+        pytest.fail(str(exc))
+    server.start()
+    yield server
+    server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def temporal_target(request: pytest.FixtureRequest) -> str:
+    """Which Temporal the module's tests use: 'dev', or the parameter of ON_BOTH_SERVERS."""
+    return str(getattr(request, "param", "dev"))
+
+
+@pytest.fixture(scope="module")
+def temporal_settings(request: pytest.FixtureRequest, temporal_target: str) -> TemporalSettings:
+    """Settings pointing at the session's dev server or real server."""
+    if temporal_target == "server":
+        server: TemporalServer = request.getfixturevalue("temporal_server")
+        return server.settings()
+    dev: DevServer = request.getfixturevalue("dev_server")
+    return TemporalSettings(address=dev.config.address, namespace="default")
+
+
+@pytest.fixture(scope="module")
 def temporal_env(temporal_settings: TemporalSettings) -> dict[str, str]:
-    """Environment variables a Muster process needs to reach the session's dev server."""
+    """Environment variables a Muster process needs to reach the module's Temporal."""
     return {
         "TEMPORAL_ADDRESS": temporal_settings.address,
         "TEMPORAL_NAMESPACE": temporal_settings.namespace,
     }
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(temporal_settings: TemporalSettings) -> Client:
     """A client built by Muster's factory, with Muster's search attributes registered.
 

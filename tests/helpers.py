@@ -13,10 +13,13 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 from muster_dev.process import ManagedProcess, free_port
 from muster_runtime.polling import PollTimeout, async_wait_until, wait_until
 
 __all__ = [
+    "ON_BOTH_SERVERS",
     "REPO",
     "PollTimeout",
     "async_wait_until",
@@ -29,6 +32,13 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parent.parent
+
+ON_BOTH_SERVERS = pytest.mark.parametrize(
+    "temporal_target", ["dev", "server"], indirect=True, scope="module"
+)
+"""Run a module's tests on the dev server and on the real server (PostgreSQL): put it in
+the module's ``pytestmark``. The conftest's ``temporal_settings``, ``temporal_env`` and
+``client`` follow the parameter."""
 
 
 def _bindable(port: int) -> bool:

@@ -38,6 +38,23 @@ spec:
       urlSecretRef: {name: approvals-webhook, key: url}
 """
 
+# Escalates after two seconds without an answer, so escalation runs in real time (on the dev
+# server and on the real server alike).
+QUICK_ESCALATION = """\
+apiVersion: muster.io/v1alpha1
+kind: ApprovalPolicy
+metadata: {name: quick-escalation}
+spec:
+  appliesTo: {kinds: [equipment]}
+  approvers: {users: [bob]}
+  requiredApprovals: 1
+  timeout: 2s
+  escalations:
+    - to: {groups: [managers]}
+      timeout: 1h
+  onTimeout: Reject
+"""
+
 
 class _Receiver(BaseHTTPRequestHandler):
     server: WebhookReceiver
@@ -162,6 +179,7 @@ def platform(tmp: Path, temporal_env: dict[str, str]) -> Iterator[Platform]:
     policies = tmp / "policies"
     shutil.copytree(REPO / "examples" / "policies", policies)
     (policies / "purchases.yaml").write_text(PURCHASES)
+    (policies / "quick-escalation.yaml").write_text(QUICK_ESCALATION)
     secrets = tmp / "secrets"
     webhook = WebhookReceiver()
     threading.Thread(target=webhook.serve_forever, daemon=True).start()

@@ -1,7 +1,7 @@
-"""The order fulfillment saga against the real dev server and the real reference backends:
-each step failing in turn (business and transient), exact compensations in reverse order,
-lost responses replayed not repeated, cancellation, needs-attention and its resolution,
-and the approval threshold waiting for a child workflow under the real name."""
+"""The order fulfillment saga against the real reference backends, on the dev server and on
+the real server: each step failing in turn (business and transient), exact compensations in
+reverse order, lost responses replayed not repeated, cancellation, needs-attention and its
+resolution, and the approval threshold waiting for a child workflow under the real name."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ from tests.fulfillment_support import (
     start_backends,
     undo_sequence,
 )
-from tests.helpers import async_wait_until
+from tests.helpers import ON_BOTH_SERVERS, async_wait_until
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), ON_BOTH_SERVERS]
 
 FAST = {
     "step_timeout_seconds": 5.0,
@@ -52,7 +52,10 @@ FAST = {
 
 
 @pytest.fixture(scope="module")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendsProcess]:
+def backends(
+    tmp_path_factory: pytest.TempPathFactory, temporal_target: str
+) -> Iterator[BackendsProcess]:
+    """Backends of their own for each server the module runs on (fresh ledgers)."""
     running = start_backends(tmp_path_factory.mktemp("fulfillment"))
     yield running
     running.process.stop()

@@ -1,8 +1,10 @@
-"""Reliability: hundreds of orders through the real dev server and the real backends, with
-random backend faults (errors, lost responses) and the fulfillment worker SIGKILLed and
-restarted mid-run. Every order must end fulfilled or compensated (or wait in
-needs_attention), and the ledgers must prove exactly-once effects: no order charged twice,
-every failed order refunded, stock conserved, no duplicate shipment or confirmation.
+"""Reliability: hundreds of orders through the real backends, with random backend faults
+(errors, lost responses) and the fulfillment worker SIGKILLed and restarted mid-run, on the
+dev server and on the real server; on the real server the server itself is SIGKILLed and
+restarted mid-run too, PostgreSQL keeping its state. Every order must end fulfilled or
+compensated (or wait in needs_attention), and the ledgers must prove exactly-once effects:
+no order charged twice, every failed order refunded, stock conserved, no duplicate shipment
+or confirmation.
 
 ``make chaos CHAOS_ORDERS=2000 CHAOS_KILLS=6`` runs a bigger variant (MUSTER_CHAOS_* variables).
 """
@@ -33,14 +35,16 @@ from muster_api.fulfillment import (
     OrderStatus,
 )
 from muster_dev.process import ManagedProcess
+from muster_dev.temporal_server import TemporalServer
+from muster_runtime.client import result_across_restarts
 from tests.fulfillment_support import BackendsProcess, order, start_backends
-from tests.helpers import free_port, http_get, unique, wait_until
+from tests.helpers import ON_BOTH_SERVERS, free_port, http_get, unique, wait_until
 
 ORDERS = int(os.environ.get("MUSTER_CHAOS_ORDERS", "200"))
 KILLS = int(os.environ.get("MUSTER_CHAOS_KILLS", "3"))
 SEED = int(os.environ.get("MUSTER_CHAOS_SEED", "20261125"))
 
-pytestmark = pytest.mark.timeout(240 + ORDERS)
+pytestmark = [pytest.mark.timeout(240 + ORDERS), ON_BOTH_SERVERS]
 
 PLENTY = ("CH-PLENTY-A", "CH-PLENTY-B", "CH-PLENTY-C")
 SCARCE = "CH-SCARCE"
@@ -121,9 +125,16 @@ class FulfillmentWorker:
             self.process.stop(grace=10)
 
 
-async def test_orders_survive_faults_and_worker_kills(
-    client: Client, temporal_env: dict[str, str], tmp_path: Path
+async def test_orders_survive_faults_and_kills(
+    client: Client,
+    temporal_env: dict[str, str],
+    temporal_target: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
+    server: TemporalServer | None = (
+        request.getfixturevalue("temporal_server") if temporal_target == "server" else None
+    )
     rng = random.Random(SEED)
     faults = json.dumps(FAULT)
     backends = start_backends(
@@ -151,7 +162,7 @@ async def test_orders_survive_faults_and_worker_kills(
     try:
         placed = make_orders(rng)
         handles = await _start_all(client, task_queue, placed)
-        results = await _run_with_kills(handles, worker)
+        results = await _run_with_kills(handles, worker, server)
         states = await _final_states(client, placed, results)
         _check_ledgers(backends, placed, states)
     finally:
@@ -178,27 +189,35 @@ async def _start_all(
 
 
 async def _run_with_kills(
-    handles: list[WorkflowHandle[Any, OrderResult]], worker: FulfillmentWorker
+    handles: list[WorkflowHandle[Any, OrderResult]],
+    worker: FulfillmentWorker,
+    server: TemporalServer | None,
 ) -> dict[str, OrderResult]:
     results: dict[str, OrderResult] = {}
     done = 0
 
     async def wait(handle: WorkflowHandle[Any, OrderResult]) -> None:
         nonlocal done
-        results[handle.id] = await handle.result()
+        # On the real server the server is killed under these long polls: Muster's waiter
+        # asks again once it is back.
+        results[handle.id] = await result_across_restarts(handle)
         done += 1
 
     waiting = asyncio.gather(*(wait(h) for h in handles))
     # Kill the worker when a growing share of the orders has finished (mid-run, not at the
-    # edges), and start a new one at once.
+    # edges), and start a new one at once. On the real server every other kill takes the
+    # server down with the worker (SIGKILL, then a restart on the same PostgreSQL data).
     marks = [int(len(handles) * (i + 1) / (KILLS + 2)) for i in range(KILLS)]
-    kills = 0
+    kills = server_kills = 0
     deadline = time.monotonic() + 180 + len(handles)
     while not waiting.done():
         if kills < len(marks) and done >= marks[kills]:
             worker.kill()
+            if server is not None and kills % 2 == 0:
+                await asyncio.to_thread(server.restart_server, kill=True)
+                server_kills += 1
             kills += 1
-            worker.start()
+            await asyncio.to_thread(worker.start)
         if time.monotonic() > deadline:
             waiting.cancel()
             break
@@ -207,6 +226,9 @@ async def _run_with_kills(
     if waiting.done() and not waiting.cancelled():
         waiting.result()
     assert kills == KILLS, f"only {kills} of {KILLS} kills happened before the run ended"
+    if server is not None:
+        assert server_kills == (KILLS + 1) // 2
+        print(f"\nthe Temporal server was killed and restarted {server_kills} times")
     return results
 
 

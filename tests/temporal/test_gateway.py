@@ -1,7 +1,9 @@
-"""The full path through the gateway against the real dev server and the real services:
-authentication, requests and decisions (403s, duplicates, concurrent approvers), a worker
-restart while a request waits, e-mail into a real SMTP server, a webhook into a local
-receiver, idempotent order placement, and a large order waiting for a person."""
+"""The full path through the gateway against the real services, on the dev server and on the
+real server: authentication, requests and decisions (403s from the update validator,
+duplicates, concurrent approvers, quorum), escalation in real time, pending requests listed
+through visibility queries, a worker restart while a request waits, e-mail into a real SMTP
+server, a webhook into a local receiver, idempotent order placement, and a large order
+waiting for a person."""
 
 from __future__ import annotations
 
@@ -23,10 +25,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from muster_dev.process import wait_for_exit
-from tests.helpers import REPO, async_wait_until
+from tests.helpers import ON_BOTH_SERVERS, REPO, async_wait_until
 from tests.platform_support import TOKENS, Platform, platform
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), ON_BOTH_SERVERS]
 
 
 @pytest.fixture(scope="module")
@@ -192,29 +194,56 @@ async def test_quorum_with_concurrent_and_duplicate_decisions(running: Platform)
     assert request_id not in text, "no request ids as labels"
 
 
+async def listed(running: Platform, user: str, **params: str) -> list[str]:
+    """Request ids ``GET /v1/approvals`` lists for ``user`` (a visibility query)."""
+    async with running.client(user) as api:
+        response = await api.get("/v1/approvals", params=params)
+    assert response.status_code == 200, response.text
+    return [item["request_id"] for item in response.json()]
+
+
 async def test_listing_filters_and_scopes(running: Platform) -> None:
     created = await create(running, "dave", purchase("Keyboard"))
     request_id = created["request"]["request_id"]
     await _wait_asked(running, "dave", request_id)
 
-    async def listed(user: str, **params: str) -> list[str]:
-        async with running.client(user) as api:
-            response = await api.get("/v1/approvals", params=params)
-        assert response.status_code == 200, response.text
-        return [item["request_id"] for item in response.json()]
-
     async def visible() -> bool:
-        return request_id in await listed("alice", status="pending", approver="alice")
+        return request_id in await listed(running, "alice", status="pending", approver="alice")
 
     await async_wait_until(visible, what="pending request listed for alice", timeout=30)
-    assert request_id in await listed("dave", policy="purchases")
-    assert request_id not in await listed("shop")  # not involved: not listed
-    assert request_id in await listed("carol")  # an admin sees everything
+    assert request_id in await listed(running, "dave", policy="purchases")
+    assert request_id not in await listed(running, "shop")  # not involved: not listed
+    assert request_id in await listed(running, "carol")  # an admin sees everything
     async with running.client("alice") as api:
         bad = await api.get("/v1/approvals", params={"status": "sleeping"})
         assert bad.status_code == 422
         injected = await api.get("/v1/approvals", params={"policy": "x' OR '1'='1"})
         assert injected.status_code == 422
+
+
+async def test_an_unanswered_request_escalates_and_the_next_level_decides(
+    running: Platform,
+) -> None:
+    created = await create(running, "dave", {**purchase("Soldering station"), "kind": "equipment"})
+    request_id = created["request"]["request_id"]
+
+    async def escalated() -> bool:
+        return request_id in await listed(running, "carol", status="pending", approver="carol")
+
+    await async_wait_until(escalated, what="escalated request listed for carol", timeout=60)
+    async with running.client("carol") as carol:
+        state = (await carol.get(f"/v1/approvals/{request_id}")).json()
+        assert state["policy"] == "quick-escalation"
+        assert state["level"] == 1
+        assert state["approvers"] == ["bob", "carol"]
+        decided = await carol.post(f"/v1/approvals/{request_id}/approve")
+        assert decided.status_code == 200, decided.text
+        assert decided.json()["status"] == "approved"
+
+    async def gone() -> bool:
+        return request_id not in await listed(running, "carol", status="pending")
+
+    await async_wait_until(gone, what="decided request no longer listed as pending", timeout=30)
 
 
 async def test_a_request_survives_a_worker_restart(running: Platform) -> None:

@@ -1,6 +1,7 @@
-"""The test harness itself: the session dev server has Muster's search attributes (seen by
-the Temporal CLI too), registration is idempotent and refuses type conflicts, and the
-time-skipping server skips a day-long timer in moments."""
+"""The test harness itself: the session's dev server and real server have Muster's search
+attributes (seen by the Temporal CLI too), registration is idempotent and refuses type
+conflicts (on both servers), and the time-skipping server skips a day-long timer in
+moments."""
 
 from __future__ import annotations
 
@@ -10,21 +11,21 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from google.protobuf.duration_pb2 import Duration
 from temporalio import workflow
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from muster_api import search_attributes as sa
-from muster_dev.temporal import DevServer
+from muster_dev.temporal_server import ensure_namespace
 from muster_runtime import search_attributes as registration
-from tests.helpers import unique
+from muster_runtime.settings import TemporalSettings
+from tests.helpers import ON_BOTH_SERVERS, unique
 
 
+@ON_BOTH_SERVERS
 async def test_search_attributes_are_registered_and_idempotent(client: Client) -> None:
     registered = await registration.registered(client, "default")
     for key in sa.ALL:
@@ -32,25 +33,27 @@ async def test_search_attributes_are_registered_and_idempotent(client: Client) -
     assert await registration.ensure_search_attributes(client, "default") == []
 
 
-def test_temporal_cli_lists_muster_attributes(client: Client, dev_server: DevServer) -> None:
+@ON_BOTH_SERVERS
+def test_temporal_cli_lists_muster_attributes(
+    client: Client, temporal_settings: TemporalSettings
+) -> None:
     temporal = Path(sys.executable).parent / "temporal"
     result = subprocess.run(
         [str(temporal), "operator", "search-attribute", "list", "--address",
-         dev_server.config.address],
+         temporal_settings.address],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     for key in sa.ALL:
         assert key.name in result.stdout
 
 
+@ON_BOTH_SERVERS
 async def test_conflicting_type_is_refused(client: Client) -> None:
-    # A namespace of its own, so the shared one keeps its attribute slots.
+    # A namespace of its own, so the shared one keeps its attribute slots. The real server
+    # serves a new namespace only after its namespace cache refreshes: ensure_namespace
+    # waits for that.
     namespace = unique("ns")
-    await client.workflow_service.register_namespace(
-        RegisterNamespaceRequest(
-            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
-        )
-    )
+    assert await ensure_namespace(client, namespace, timedelta(days=1))
     name = "MusterPattern"
     await client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

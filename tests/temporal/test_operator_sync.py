@@ -1,4 +1,5 @@
-"""The operator's Temporal side against the real dev server: create-first writes (one call,
+"""The operator's Temporal side against real schedules, on the dev server and on the real
+server: create-first writes (one call,
 the baseline adopted at the first drift check), updates guarded by conflict tokens, and a
 write by somebody else racing the operator (never adopted as the operator's own; the next
 drift check puts it back)."""
@@ -27,8 +28,10 @@ from muster_operator.reconcile import Want, parse_schedule
 from muster_operator.schedules import write_status
 from muster_operator.sync import apply_schedule, check_and_correct, trigger
 from muster_runtime.polling import async_wait_until
-from tests.helpers import unique
+from tests.helpers import ON_BOTH_SERVERS, unique
 from tests.kube.noop_workflow import Noop
+
+pytestmark = ON_BOTH_SERVERS
 
 
 def resource(name: str, **spec: Any) -> Any:

@@ -1,7 +1,8 @@
-"""The scheduling worker against the real dev server and the real reference backends: the
-daily report dated by the scheduled time (through a real Temporal schedule and a backfill),
-the data sync's watermark and idempotent upserts, the health check failing when a backend is
-unhealthy, and reminder rounds reaching pending approvals once per round."""
+"""The scheduling worker against the real reference backends, on the dev server and on the
+real server: the daily report dated by the scheduled time (through a real Temporal schedule
+and a backfill), the data sync's watermark and idempotent upserts, the health check failing
+when a backend is unhealthy, and reminder rounds reaching pending approvals once per
+round."""
 
 from __future__ import annotations
 
@@ -49,13 +50,16 @@ from muster_scheduling.activities import SchedulingActivities
 from muster_scheduling.workflows import WORKFLOWS
 from tests.approval_support import approval_worker, request, setup
 from tests.fulfillment_support import BackendsProcess, sku, start_backends
-from tests.helpers import async_wait_until, unique
+from tests.helpers import ON_BOTH_SERVERS, async_wait_until, unique
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), ON_BOTH_SERVERS]
 
 
 @pytest.fixture(scope="module")
-def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendsProcess]:
+def backends(
+    tmp_path_factory: pytest.TempPathFactory, temporal_target: str
+) -> Iterator[BackendsProcess]:
+    """Backends of their own for each server the module runs on (fresh ledgers)."""
     running = start_backends(tmp_path_factory.mktemp("scheduling"))
     yield running
     running.process.stop()

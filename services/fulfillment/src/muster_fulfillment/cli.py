@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from muster_api.fulfillment import (
     start_attributes,
     workflow_id,
 )
-from muster_runtime.client import connect
+from muster_runtime.client import connect, server_went_away
 from muster_runtime.settings import SettingsError, TemporalSettings, load_settings
 from muster_runtime.shutdown import exit_now
 
@@ -105,8 +106,20 @@ async def wait_for_outcome(client: Client, order_id: str, poll: float = 0.5) -> 
     an approval (that may take days)."""
     handle = client.get_workflow_handle(workflow_id(order_id))
     told = False
+    down_since: float | None = None
     while True:
-        state: OrderState = await handle.query(STATE_QUERY, result_type=OrderState)
+        try:
+            state: OrderState = await handle.query(STATE_QUERY, result_type=OrderState)
+        except RPCError as exc:
+            # The wait carries on while the Temporal frontend restarts (up to two minutes).
+            if not server_went_away(exc):
+                raise
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > 120:
+                raise
+            await asyncio.sleep(poll)
+            continue
+        down_since = None
         if state.status in SETTLED:
             return state
         if state.status == OrderStatus.AWAITING_APPROVAL and not told:

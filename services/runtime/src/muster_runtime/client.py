@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from opentelemetry import trace
-from temporalio.client import Client, Interceptor, Plugin
+from temporalio.client import Client, Interceptor, Plugin, WorkflowHandle
 from temporalio.contrib.opentelemetry import OpenTelemetryPlugin, ReplaySafeTracerProvider
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
-from temporalio.service import TLSConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from muster_runtime.settings import TemporalSettings
 
@@ -133,3 +135,51 @@ async def connect_with_retry(
             if attempt > 1:
                 log.info("connected to Temporal at %s after %d attempts", settings.address, attempt)
             return client
+
+
+T = TypeVar("T")
+
+
+def server_went_away(exc: RPCError) -> bool:
+    """Whether a call failed because the frontend went away under it (a restart, a
+    rollout) rather than because of what was asked: worth asking again."""
+    if exc.status == RPCStatusCode.UNAVAILABLE:
+        return True
+    # A real server that dies during a long poll surfaces as UNKNOWN "transport error",
+    # which the SDK does not retry by itself.
+    return exc.status == RPCStatusCode.UNKNOWN and "transport error" in exc.message
+
+
+async def result_across_restarts(
+    handle: WorkflowHandle[Any, T],
+    *,
+    give_up_after: float = 120.0,
+    delays: Callable[[int], float] | None = None,
+) -> T:
+    """``handle.result()``, carried on when the Temporal frontend restarts during the wait.
+
+    Waiting for a result is a long poll; the SDK retries it only while the server answers.
+    Up to ``give_up_after`` seconds without an answer are bridged, then the error is raised.
+    """
+    next_delay = delays or backoff_delays(initial=0.2, maximum=5.0)
+    attempt = 0
+    down_since: float | None = None
+    while True:
+        try:
+            return await handle.result()
+        except RPCError as exc:
+            if not server_went_away(exc):
+                raise
+            now = time.monotonic()
+            down_since = down_since or now
+            if now - down_since > give_up_after:
+                raise
+            attempt += 1
+            wait = next_delay(attempt)
+            log.warning(
+                "lost Temporal while waiting for %s (%s); asking again in %.1fs",
+                handle.id,
+                exc.message,
+                wait,
+            )
+            await asyncio.sleep(wait)
