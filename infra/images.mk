@@ -173,5 +173,5 @@ $(CERT_MANAGER_CRDS)/.done:
 chart-tools: $(SKAFFOLD_SCHEMA) $(MONITORING_CRDS)/.done $(CERT_MANAGER_CRDS)/.done $(KIND_CHECK) $(OTELCOL) $(DASHCHECK) $(GRAFANA_VOCABULARY)/.done ## schemas and checkers the chart tests use
 
 .PHONY: test-chart
-test-chart: venv kube-tools prometheus chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)
+test-chart: venv kube-tools temporal-server prometheus chart-tools image-base ## the chart, image and dev-loop tests (tests/chart)
 	@MUSTER_BIN_DIR=$(BIN) $(PYTEST) tests/chart $(PYTEST_ARGS)

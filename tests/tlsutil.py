@@ -1,15 +1,19 @@
-"""A throw-away certificate authority for TLS tests: CA, server and client certificates."""
+"""A throw-away certificate authority for TLS tests (CA, server and client certificates),
+and an issuer of API keys (signed JWTs) for Temporal's default authorizer."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import ipaddress
+import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -92,3 +96,44 @@ class TestCA:
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self.key, hashes.SHA256())
         return _write(self.directory / common_name, cert, key)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class ApiKeyIssuer:
+    """Signs API keys as Temporal's default authorizer reads them: RS256 JWTs with a
+    ``permissions`` claim (``namespace:read|write|worker|admin``), checked against the key
+    set :meth:`jwks` publishes."""
+
+    __test__ = False
+
+    def __init__(self, kid: str = "muster-test") -> None:
+        self.kid = kid
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwks(self) -> dict[str, object]:
+        """The public key as a JSON Web Key Set."""
+        numbers = self.key.public_key().public_numbers()
+
+        def raw(value: int) -> bytes:
+            return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+        return {
+            "keys": [
+                {"kty": "RSA", "kid": self.kid, "use": "sig", "alg": "RS256",
+                 "n": _b64url(raw(numbers.n)), "e": _b64url(raw(numbers.e))}
+            ]
+        }  # fmt: skip
+
+    def token(self, subject: str, permissions: list[str]) -> str:
+        """A signed JWT valid for an hour."""
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "kid": self.kid}
+        claims = {"sub": subject, "permissions": permissions, "iat": now, "exp": now + 3600}
+        signing_input = ".".join(
+            _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+        )
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{_b64url(signature)}"

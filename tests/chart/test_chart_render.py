@@ -470,6 +470,8 @@ BAD_VALUES = [
     (["--set", "backends.persistence.size=lots"], "backends.persistence.size"),
     (["--set", "operator.webhook.failurePolicy=Maybe"], "operator.webhook.failurePolicy"),
     (["--set", "operator.webhook.timeoutSeconds=60"], "operator.webhook.timeoutSeconds"),
+    # A client certificate that would be ignored (TLS left off) is refused instead.
+    (["--set", "temporal.tls.clientSecret=temporal-client-tls"], "temporal.tls.enabled"),
 ]
 
 

@@ -34,7 +34,7 @@ from tests.helpers import ON_BOTH_SERVERS, REPO, free_port, unique
 pytestmark = [pytest.mark.timeout(300), ON_BOTH_SERVERS]
 
 BIN = Path(sys.executable).parent
-RUNS = 5
+RUNS = 3
 
 
 async def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

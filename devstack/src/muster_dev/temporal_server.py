@@ -15,17 +15,18 @@ throw-away folder.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
@@ -44,6 +45,8 @@ from muster_runtime.client import connect
 from muster_runtime.polling import async_wait_until, wait_until
 from muster_runtime.search_attributes import ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
+
+T = TypeVar("T")
 
 POSTGRES_USER = "temporal"
 MAX_MEMBERSHIP_PORT = 32767
@@ -244,7 +247,8 @@ class ServerTLS:
 class JwtAuth:
     """Temporal's default authorizer and claim mapper: callers present a JWT (an API key)
     signed by a key that ``jwks_url`` publishes, with ``permissions`` like
-    ``default:writer``."""
+    ``default:write`` (roles: read, write, worker, admin; namespace
+    ``temporal-system`` for the whole cluster)."""
 
     jwks_url: str
 
@@ -577,8 +581,8 @@ class TemporalServer:
         try:
             self.prepare_databases()
             self.start_server(timeout=max(1.0, deadline - time.monotonic()))
-            self.notes = asyncio.run(
-                self.prepare(admin, timeout=max(1.0, deadline - time.monotonic()))
+            self.notes = _run_coroutine(
+                lambda: self.prepare(admin, timeout=max(1.0, deadline - time.monotonic()))
             )
         except BaseException:
             self.stop()
@@ -645,6 +649,17 @@ class TemporalServer:
             if process is not None and process.pid is not None and process.running():
                 sizes[name] = _group_rss(process.pid)
         return sizes
+
+
+def _run_coroutine(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to the end from synchronous code, also when this thread already runs
+    an event loop (then in a thread of its own, blocking the caller as any sync call does)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 async def _try_connect(settings: TemporalSettings) -> Client | None:
