@@ -52,6 +52,9 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         if sock.connect_ex((host, port)) == 0:
             return True
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers themselves bind (Go and uvicorn set SO_REUSEADDR): connections of a
+        # stack that just stopped linger in TIME_WAIT for a minute and must not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
