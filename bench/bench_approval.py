@@ -28,7 +28,15 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from bench.harness import REPO, compile_sources
+from bench.harness import (
+    REPO,
+    BenchTemporal,
+    add_temporal_option,
+    bench_temporal,
+    compile_sources,
+    print_side_by_side,
+    temporal_kinds,
+)
 from muster_api.approval import (
     DECIDE_UPDATE,
     TASK_QUEUE,
@@ -41,7 +49,6 @@ from muster_api.approval import (
 from muster_api.approval import workflow_id as approval_workflow_id
 from muster_api.search_attributes import cli_types
 from muster_dev.process import ManagedProcess
-from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.client import connect
 from muster_runtime.polling import async_wait_until
 from muster_runtime.settings import TemporalSettings
@@ -85,6 +92,9 @@ def start_worker(scratch: Path, address: str) -> ManagedProcess:
             "TEMPORAL_ADDRESS": address,
             "MUSTER_APPROVAL_POLICIES_DIR": str(policies),
             "MUSTER_APPROVAL_DIRECTORY_FILE": str(REPO / "examples" / "directory.yaml"),
+            # Required since production settings have no defaults in the checkout; only
+            # links in notifications use it, and the bench's policy sends none.
+            "MUSTER_APPROVAL_PUBLIC_URL": "http://127.0.0.1:9/ui",
             "MUSTER_APPROVAL_HTTP__HOST": "127.0.0.1",
             "MUSTER_APPROVAL_HTTP__PORT": str(port),
             "MUSTER_LOG__LEVEL": "WARNING",
@@ -177,21 +187,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace, kind: str = "dev") -> dict[str, str]:
     compile_sources(REPO / "services")
     scratch = Path(tempfile.mkdtemp(prefix="muster-bench-approval-"))
-    server = DevServer(
-        DevServerConfig(
-            port=free_port(),
-            ui_port=None,
-            db_file=None if args.in_memory else scratch / "temporal.sqlite",
-            search_attributes=cli_types(),
-        )
-    )
-    server.start()
+    with bench_temporal(
+        kind,
+        scratch,
+        db_file=None if args.in_memory else scratch / "temporal.sqlite",
+        search_attributes=cli_types(),
+    ) as temporal:
+        return await measure(args, temporal, scratch)
+
+
+async def measure(
+    args: argparse.Namespace, temporal: BenchTemporal, scratch: Path
+) -> dict[str, str]:
     worker: ManagedProcess | None = None
     try:
-        address = server.config.address
+        address = temporal.address
         client = await connect(TemporalSettings(address=address))
         worker = start_worker(scratch, address)
         assert worker.pid is not None
@@ -219,12 +232,11 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         if worker is not None:
             worker.stop()
-        server.stop()
 
     growth = parked - idle
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     print(
-        f"approval worker, {args.requests} parked requests (start concurrency "
+        f"{temporal.label}: approval worker, {args.requests} parked requests (start concurrency "
         f"{args.concurrency}), {args.decide} decisions (concurrency {args.decide_concurrency})"
     )
     print(f"{'measure':<40} {'value':>10} {'target':>10} {'ratio':>7}")
@@ -254,6 +266,14 @@ async def main(args: argparse.Namespace) -> None:
     print(f"still waiting afterwards: {remaining} (expected {args.requests - args.decide})")
     if remaining != args.requests - args.decide:
         raise SystemExit("decided requests are still listed as waiting")
+    return {
+        "start rate (wf/s)": f"{args.requests / start_seconds:.0f}",
+        "all asked their approvers (s)": f"{parked_seconds:.0f}",
+        "update answered p50 (ms)": f"{percentile(acks, 0.5):.0f}",
+        "decision→completion p50 (ms)": f"{p50:.0f}",
+        "decision→completion p99 (ms)": f"{p99:.0f}",
+        "worker RSS growth (MB)": f"{growth:.0f}",
+    }
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -267,6 +287,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--in-memory", action="store_true", help="dev server without its SQLite file"
     )
+    add_temporal_option(parser)
     args = parser.parse_args(argv)
     if not 0 < args.decide <= args.requests:
         parser.error("--decide must be between 1 and --requests")
@@ -274,4 +295,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    arguments = parse()
+    kinds = temporal_kinds(arguments.temporal)
+    figures: dict[str, dict[str, str]] = {}
+    for chosen in kinds:
+        for name, value in asyncio.run(main(arguments, chosen)).items():
+            figures.setdefault(name, {})[chosen] = value
+    print_side_by_side(figures, kinds)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import tempfile
 import uuid
@@ -32,19 +33,25 @@ import httpx
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import ReplaySafeTracerProvider
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from bench.harness import (
     REPO,
+    BenchTemporal,
     CountingExporter,
     Result,
     Run,
+    add_temporal_option,
+    bench_temporal,
     compile_sources,
     describe_ratios,
     drive,
+    print_side_by_side,
     print_table,
     rotate,
+    temporal_kinds,
 )
 from bench.workloads import BenchFourSteps, BenchInput, step
 from muster_api.common import Money
@@ -56,8 +63,6 @@ from muster_api.fulfillment import (
     OrderItem,
     start_attributes,
 )
-from muster_dev.process import free_port
-from muster_dev.temporal import DevServer, DevServerConfig
 from muster_fulfillment.activities import Backends, FulfillmentActivities
 from muster_fulfillment.workflows import OrderFulfillment
 from muster_runtime.client import connect
@@ -137,25 +142,39 @@ async def run_variant(
     return Result(name, workflows, seconds, latencies)
 
 
-async def main(workflows: int, concurrency: int, rounds: int) -> None:
+@functools.cache
+def process_tracing() -> tuple[ReplaySafeTracerProvider, CountingExporter]:
+    """The process's tracer provider, with an exporter that counts spans: set once, as
+    OpenTelemetry allows, and shared by the runs on each server."""
+    exporter = CountingExporter()
+    provider = setup_tracing(
+        build_resource("muster-bench", "0"),
+        extra_processors=[BatchSpanProcessor(exporter)],
+        env={},
+        set_global=False,
+    )
+    assert provider is not None
+    trace.set_tracer_provider(provider)
+    return provider, exporter
+
+
+async def main(kind: str, workflows: int, concurrency: int, rounds: int) -> dict[str, str]:
     per_round = max(1, workflows // rounds)
     compile_sources(REPO / "services", REPO / "bench")
-    server = DevServer(DevServerConfig(port=free_port(), ui_port=None))
-    server.start()
     scratch = Path(tempfile.mkdtemp(prefix="muster-bench-"))
+    with bench_temporal(kind, scratch) as temporal:
+        return await measure(temporal, scratch, per_round, concurrency, rounds)
+
+
+async def measure(
+    temporal: BenchTemporal, scratch: Path, per_round: int, concurrency: int, rounds: int
+) -> dict[str, str]:
     backends = start_backends(scratch, {"MUSTER_BACKENDS_INITIAL_STOCK": '{"WIDGET-1": 100000000}'})
     http = httpx.AsyncClient(timeout=10)
     try:
-        address = server.config.address
-        exporter = CountingExporter()
-        provider = setup_tracing(
-            build_resource("muster-bench", "0"),
-            extra_processors=[BatchSpanProcessor(exporter)],
-            env={},
-            set_global=False,
-        )
-        assert provider is not None
-        trace.set_tracer_provider(provider)
+        address = temporal.address
+        provider, exporter = process_tracing()
+        spans_before = exporter.spans
         hub = MetricsHub()
         drainer = asyncio.create_task(hub.drain_forever())
 
@@ -204,12 +223,11 @@ async def main(workflows: int, concurrency: int, rounds: int) -> None:
     finally:
         await http.aclose()
         backends.process.stop()
-        server.stop()
 
     bare, machinery, stubbed, full = rotation.merged
     print(
         f"\n{per_round * rounds} workflows per variant in {rounds} rotated rounds, "
-        f"concurrency {concurrency}, one dev server\n"
+        f"concurrency {concurrency}, one {temporal.label}\n"
     )
     print_table(rotation.merged)
 
@@ -225,7 +243,15 @@ async def main(workflows: int, concurrency: int, rounds: int) -> None:
     print(f"  of which Muster's machinery (a')/(a): {ratio(machinery, bare)}")
     print(f"  and the saga itself (b)/(a'):         {ratio(stubbed, machinery)}")
     print(f"(c)/(b) throughput: {ratio(full, stubbed)}")
-    print(f"spans exported: {exporter.spans}")
+    print(f"spans exported: {exporter.spans - spans_before}")
+    return {
+        "(a) bare wf/s": f"{bare.throughput:.1f}",
+        "(a') Muster machinery wf/s": f"{machinery.throughput:.1f}",
+        "(b) saga, stubbed wf/s": f"{stubbed.throughput:.1f}",
+        "(c) saga + backends wf/s": f"{full.throughput:.1f}",
+        "(b)/(a) round median": f"{paired:.2f}",
+        "(c) p50 / p99 ms": f"{full.percentile(0.5):.0f} / {full.percentile(0.99):.0f}",
+    }
 
 
 if __name__ == "__main__":
@@ -233,8 +259,16 @@ if __name__ == "__main__":
     parser.add_argument("--workflows", type=int, default=600, help="per variant, all rounds")
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=12)
+    add_temporal_option(parser)
     args = parser.parse_args()
-    asyncio.run(main(args.workflows, args.concurrency, args.rounds))
+    kinds = temporal_kinds(args.temporal)
+    figures: dict[str, dict[str, str]] = {}
+    for kind in kinds:
+        for name, value in asyncio.run(
+            main(kind, args.workflows, args.concurrency, args.rounds)
+        ).items():
+            figures.setdefault(name, {})[kind] = value
+    print_side_by_side(figures, kinds)
     from muster_runtime.shutdown import exit_now
 
     exit_now(0)

@@ -46,12 +46,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from bench.harness import REPO
+from bench.harness import (
+    REPO,
+    TEMPORAL_MARKERS,
+    add_temporal_option,
+    bench_temporal,
+    print_side_by_side,
+    temporal_kinds,
+)
 from muster_api import search_attributes as sa
 from muster_api import v1alpha1
 from muster_dev.kube import KubeAccess, control_plane
 from muster_dev.process import ManagedProcess, free_port
-from muster_dev.temporal import DevServer, DevServerConfig
 from muster_operator.reconcile import desired_schedule, schedule_memo
 from muster_runtime.client import connect
 from muster_runtime.polling import wait_until
@@ -83,12 +89,13 @@ def resource(name: str, i: int, namespace: str = NAMESPACE) -> dict[str, Any]:
     }
 
 
-PROCESSES = {
-    "kube-apiserver": "kube-apiserver",
-    "etcd": "etcd",
-    "temporal dev server": "server start-dev",
-    "operator": "-m muster_operator",
-    "bench (kube client, watch)": "bench.bench_operator",
+# Which processes are which part (a marker in the command line; the first match counts).
+PROCESSES: dict[str, tuple[str, ...]] = {
+    "kube-apiserver": ("kube-apiserver",),
+    "etcd": ("etcd",),
+    "Temporal": TEMPORAL_MARKERS["dev"],
+    "operator": ("-m muster_operator",),
+    "bench (kube client, watch)": ("bench.bench_operator",),
 }
 
 
@@ -104,24 +111,25 @@ def cpu_seconds() -> dict[str, float]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
-        for name, marker in PROCESSES.items():
-            if marker in cmdline:
+        for name, markers in PROCESSES.items():
+            if any(marker in cmdline for marker in markers):
                 used[name] += (int(fields[11]) + int(fields[12])) / tick
                 break
     return used
 
 
 async def settle(quiet: float = 0.05) -> float:
-    """Wait until the dev server uses under 5% of a core (its queued work is done); returns
-    when it went quiet (``perf_counter``, start of the first quiet second)."""
+    """Wait until Temporal (the dev server, or the real server and PostgreSQL) uses under 5%
+    of a core (its queued work is done); returns when it went quiet (``perf_counter``,
+    start of the first quiet second)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         started = time.perf_counter()
-        before = cpu_seconds()["temporal dev server"]
+        before = cpu_seconds()["Temporal"]
         await asyncio.sleep(1)
-        if cpu_seconds()["temporal dev server"] - before < quiet:
+        if cpu_seconds()["Temporal"] - before < quiet:
             return started
-    raise RuntimeError("the dev server did not go quiet within 120 s: the figures would be wrong")
+    raise RuntimeError("Temporal did not go quiet within 120 s: the figures would be wrong")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -335,97 +343,109 @@ def kube_floor(api_client: k8s.ApiClient, count: int) -> float:
     return time.perf_counter() - began
 
 
-async def main_async(count: int) -> None:
-    server = DevServer(DevServerConfig(port=free_port(), ui_port=None))
-    server.start()
+async def main_async(count: int, kind: str = "dev") -> dict[str, str]:
+    PROCESSES["Temporal"] = TEMPORAL_MARKERS[kind]
     scratch = Path(tempfile.mkdtemp(prefix="muster-bench-operator-"))
-    try:
-        address = server.config.address
-        client = await connect(TemporalSettings(address=address), tracing=False)
-        await ensure_search_attributes(client, "default")
-        with control_plane(workdir=scratch / "plane") as access:
-            api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=access.kubeconfig, context=access.context
+    with bench_temporal(kind, scratch) as temporal:
+        return await measure(count, temporal.address, temporal.label, scratch)
+
+
+async def measure(count: int, address: str, label: str, scratch: Path) -> dict[str, str]:
+    """The direct and the operator runs against one Temporal; the headline figures."""
+    client = await connect(TemporalSettings(address=address), tracing=False)
+    await ensure_search_attributes(client, "default")
+    with control_plane(workdir=scratch / "plane") as access:
+        api_client = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=access.kubeconfig, context=access.context
+        )
+        for name in (NAMESPACE, FLOOR_NAMESPACE):
+            k8s.CoreV1Api(api_client).create_namespace(
+                k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name))
             )
-            for name in (NAMESPACE, FLOOR_NAMESPACE):
-                k8s.CoreV1Api(api_client).create_namespace(
-                    k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name))
+        install_crds(api_client)
+        operator, metrics_port = start_operator(access, address, scratch)
+        try:
+            await settle()
+            cpu_before = cpu_seconds()
+            began = time.perf_counter()
+            direct_seconds, direct_ms = await direct(client, count, concurrency=50)
+            # Temporal starts each schedule's workflow after the call returns; let it
+            # finish so the operator's run does not pay for the direct one.
+            direct_idle = await settle() - began
+            floor = await asyncio.to_thread(kube_floor, api_client, count)
+            cpu_between = cpu_seconds()
+            run = await asyncio.to_thread(through_operator, api_client, count)
+            text = await asyncio.to_thread(_scrape, f"http://127.0.0.1:{metrics_port}/metrics")
+            # Like the direct row: until Temporal has done all the work the run caused
+            # (including the first resyncs, which read each schedule back).
+            op_idle = await settle() - run.began
+            cpu_after = cpu_seconds()
+            if not await asyncio.to_thread(run.filled.wait, 120):
+                raise SystemExit(
+                    f"only {len(run.filled_at)} of {count} statuses show a next run after 2 min"
                 )
-            install_crds(api_client)
-            operator, metrics_port = start_operator(access, address, scratch)
-            try:
-                await settle()
-                cpu_before = cpu_seconds()
-                began = time.perf_counter()
-                direct_seconds, direct_ms = await direct(client, count, concurrency=50)
-                # Temporal starts each schedule's workflow after the call returns; let it
-                # finish so the operator's run does not pay for the direct one.
-                direct_idle = await settle() - began
-                floor = await asyncio.to_thread(kube_floor, api_client, count)
-                cpu_between = cpu_seconds()
-                run = await asyncio.to_thread(through_operator, api_client, count)
-                text = await asyncio.to_thread(_scrape, f"http://127.0.0.1:{metrics_port}/metrics")
-                # Like the direct row: until Temporal has done all the work the run caused
-                # (including the first resyncs, which read each schedule back).
-                op_idle = await settle() - run.began
-                cpu_after = cpu_seconds()
-                if not await asyncio.to_thread(run.filled.wait, 120):
-                    raise SystemExit(
-                        f"only {len(run.filled_at)} of {count} statuses show a next run after 2 min"
-                    )
-            finally:
-                operator.stop(grace=20)
-        p50, observed = histogram_quantile(text, "controller_runtime_reconcile_time_seconds", 0.5)
-        p99, _ = histogram_quantile(text, "controller_runtime_reconcile_time_seconds", 0.99)
-        listed = [s async for s in await client.list_schedules()]
-        print(f"\n{count} schedules; {len(listed)} Temporal schedules exist after the run\n")
-        print(f"{'variant':<34} {'total s':>8} {'/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-        op_seconds = max(run.ready_at.values()) - run.began
-        ready_ms = [(run.ready_at[n] - run.created_at[n]) * 1000 for n in run.created_at]
-        filled_ms = [(run.filled_at[n] - run.created_at[n]) * 1000 for n in run.created_at]
-        rows = [
-            ("direct create_schedule (50 at once)", direct_seconds, direct_ms),
-            ("  ... until Temporal is idle", direct_idle, []),
-            ("operator: apply → all Ready", op_seconds, ready_ms),
-            ("  ... until Temporal is idle", op_idle, []),
-            ("  ... next run shown in status", max(run.filled_at.values()) - run.began, filled_ms),
-            ("  kube-apiserver create calls (16)", run.creating, run.calls),
-            ("kube only: same creates, unwatched", floor, []),
-        ]
-        for name, seconds, values in rows:
-            spread = (
-                f"{percentile(values, 0.5):>8.1f} {percentile(values, 0.99):>8.1f}"
-                if values
-                else f"{'-':>8} {'-':>8}"
-            )
-            print(f"{name:<34} {seconds:>8.2f} {count / seconds:>8.1f} {spread}")
-        print(
-            f"\noperator reconcile (handler histogram, {observed} reconciles): "
-            f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (target p99 < 2000 ms)"
+        finally:
+            operator.stop(grace=20)
+    p50, observed = histogram_quantile(text, "controller_runtime_reconcile_time_seconds", 0.5)
+    p99, _ = histogram_quantile(text, "controller_runtime_reconcile_time_seconds", 0.99)
+    listed = [s async for s in await client.list_schedules()]
+    print(f"\n{label}: {count} schedules; {len(listed)} Temporal schedules exist after the run\n")
+    print(f"{'variant':<34} {'total s':>8} {'/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    op_seconds = max(run.ready_at.values()) - run.began
+    ready_ms = [(run.ready_at[n] - run.created_at[n]) * 1000 for n in run.created_at]
+    filled_ms = [(run.filled_at[n] - run.created_at[n]) * 1000 for n in run.created_at]
+    rows = [
+        ("direct create_schedule (50 at once)", direct_seconds, direct_ms),
+        ("  ... until Temporal is idle", direct_idle, []),
+        ("operator: apply → all Ready", op_seconds, ready_ms),
+        ("  ... until Temporal is idle", op_idle, []),
+        ("  ... next run shown in status", max(run.filled_at.values()) - run.began, filled_ms),
+        ("  kube-apiserver create calls (16)", run.creating, run.calls),
+        ("kube only: same creates, unwatched", floor, []),
+    ]
+    for name, seconds, values in rows:
+        spread = (
+            f"{percentile(values, 0.5):>8.1f} {percentile(values, 0.99):>8.1f}"
+            if values
+            else f"{'-':>8} {'-':>8}"
         )
+        print(f"{name:<34} {seconds:>8.2f} {count / seconds:>8.1f} {spread}")
+    print(
+        f"\noperator reconcile (handler histogram, {observed} reconciles): "
+        f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (target p99 < 2000 ms)"
+    )
+    print(
+        f"\nCPU seconds used ({os.cpu_count()} cores shared by everything; "
+        "each column until idle):"
+    )
+    print(f"{'process':<26} {'direct+kube':>11} {'operator':>9}")
+    for name in PROCESSES:
         print(
-            f"\nCPU seconds used ({os.cpu_count()} cores shared by everything; "
-            "each column until idle):"
+            f"{name:<26} {cpu_between[name] - cpu_before[name]:>11.1f} "
+            f"{cpu_after[name] - cpu_between[name]:>9.1f}"
         )
-        print(f"{'process':<26} {'direct+kube':>11} {'operator':>9}")
-        for name in PROCESSES:
-            print(
-                f"{name:<26} {cpu_between[name] - cpu_before[name]:>11.1f} "
-                f"{cpu_after[name] - cpu_between[name]:>9.1f}"
-            )
-        print(f"operator all Ready / direct calls returned: {op_seconds / direct_seconds:.2f}x")
-        print(
-            f"operator all Ready / direct until Temporal idle: {op_seconds / direct_idle:.2f}x "
-            f"(target ≤ 1.5x)"
-        )
-        print(f"both until Temporal idle: {op_idle / direct_idle:.2f}x")
-        print(
-            f"floor of any operator here (kube creates + direct until idle): "
-            f"{(floor + direct_idle) / direct_idle:.2f}x"
-        )
-        print(f"mean apply → Ready: {statistics.fmean(ready_ms):.0f} ms")
-    finally:
-        server.stop()
+    print(f"operator all Ready / direct calls returned: {op_seconds / direct_seconds:.2f}x")
+    print(
+        f"operator all Ready / direct until Temporal idle: {op_seconds / direct_idle:.2f}x "
+        f"(target ≤ 1.5x)"
+    )
+    print(f"both until Temporal idle: {op_idle / direct_idle:.2f}x")
+    print(
+        f"floor of any operator here (kube creates + direct until idle): "
+        f"{(floor + direct_idle) / direct_idle:.2f}x"
+    )
+    print(f"mean apply → Ready: {statistics.fmean(ready_ms):.0f} ms")
+    return {
+        "direct creates returned (s)": f"{direct_seconds:.1f}",
+        "direct until Temporal idle (s)": f"{direct_idle:.1f}",
+        "operator: all Ready (s)": f"{op_seconds:.1f}",
+        "all Ready / direct idle": f"{op_seconds / direct_idle:.2f}x",
+        "reconcile p50 / p99 (ms)": f"{p50 * 1000:.0f} / {p99 * 1000:.0f}",
+        "apply → Ready p50 (ms)": f"{percentile(ready_ms, 0.5):.0f}",
+        "Temporal CPU, operator run (s)": (
+            f"{cpu_after['Temporal'] - cpu_between['Temporal']:.1f}"
+        ),
+    }
 
 
 def _scrape(url: str) -> str:
@@ -437,8 +457,14 @@ def _scrape(url: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schedules", type=int, default=500)
+    add_temporal_option(parser)
     args = parser.parse_args()
-    asyncio.run(main_async(args.schedules))
+    kinds = temporal_kinds(args.temporal)
+    figures: dict[str, dict[str, str]] = {}
+    for kind in kinds:
+        for name, value in asyncio.run(main_async(args.schedules, kind)).items():
+            figures.setdefault(name, {})[kind] = value
+    print_side_by_side(figures, kinds)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,28 @@
-"""Shared bench machinery: drive N workflows with bounded concurrency, and print a table."""
+"""Shared bench machinery: drive N workflows with bounded concurrency, print a table, and
+start the Temporal a bench runs on (``--temporal dev|server|both``)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import compileall
+import contextlib
+import random
+import socket
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from temporalio.client import Client
+
+from muster_dev.process import free_port
+from muster_dev.temporal import DevServer, DevServerConfig
+from muster_dev.temporal_server import ServerPorts, TemporalServer, TemporalServerConfig
 
 
 def compile_sources(*roots: Path) -> None:
@@ -158,3 +167,117 @@ def describe_ratios(ratios: list[float]) -> str:
         f"median {statistics.median(ordered):.2f} (quartiles {low:.2f} to {high:.2f}, "
         f"range {ordered[0]:.2f} to {ordered[-1]:.2f}, {len(ordered)} rounds)"
     )
+
+
+TEMPORAL_CHOICES = ("dev", "server", "both")
+
+
+def add_temporal_option(parser: argparse.ArgumentParser) -> None:
+    """``--temporal dev|server|both``: the dev server (default), the real server on
+    PostgreSQL (``make temporal-server``), or both one after the other, side by side."""
+    parser.add_argument(
+        "--temporal",
+        choices=TEMPORAL_CHOICES,
+        default="dev",
+        help="which Temporal: the dev server, the real server on PostgreSQL, or both in "
+        "one run with the figures side by side (default dev)",
+    )
+
+
+def temporal_kinds(choice: str) -> list[str]:
+    """The servers a ``--temporal`` choice runs on, in order."""
+    return ["dev", "server"] if choice == "both" else [choice]
+
+
+# Process markers (in /proc/<pid>/cmdline) of each kind's Temporal, for CPU accounting:
+# the real server's work is split between temporal-server and PostgreSQL's backends.
+TEMPORAL_MARKERS = {"dev": ("server start-dev",), "server": ("temporal-server", "postgres")}
+
+
+@dataclass
+class BenchTemporal:
+    """A running Temporal for one bench: its kind and frontend address."""
+
+    kind: str
+    address: str
+
+    @property
+    def label(self) -> str:
+        return "dev server" if self.kind == "dev" else "real server (PostgreSQL)"
+
+
+@contextlib.contextmanager
+def bench_temporal(
+    kind: str,
+    scratch: Path,
+    *,
+    db_file: Path | None = None,
+    search_attributes: dict[str, str] | None = None,
+) -> Iterator[BenchTemporal]:
+    """Start the dev server (in memory unless ``db_file``) or the real server (PostgreSQL
+    without fsync, like a dev server's scratch state: the figures compare the servers, not
+    the disks), and stop it afterwards."""
+    if kind == "dev":
+        dev = DevServer(
+            DevServerConfig(
+                port=free_port(),
+                ui_port=None,
+                db_file=db_file,
+                search_attributes=search_attributes or {},
+            )
+        )
+        dev.start()
+        try:
+            yield BenchTemporal(kind, dev.config.address)
+        finally:
+            dev.stop()
+        return
+    real = TemporalServer(
+        TemporalServerConfig(
+            state_dir=scratch / "temporal-server",
+            ports=ServerPorts.block(free_port_block(307) + 300),
+            postgres_port=free_port(),
+            durable=False,
+        )
+    )
+    real.start()
+    try:
+        yield BenchTemporal(kind, real.config.address)
+        print(f"real server memory (PSS) at the end: {memory_line(real)}")
+    finally:
+        real.stop()
+
+
+def memory_line(server: TemporalServer) -> str:
+    sizes = server.memory_bytes()
+    return ", ".join(f"{name} {size / 2**20:.0f} MB" for name, size in sizes.items())
+
+
+def print_side_by_side(figures: dict[str, dict[str, str]], kinds: list[str]) -> None:
+    """One row per headline figure, one column per server, measured in the same run."""
+    if len(kinds) < 2:
+        return
+    width = max(len(name) for name in figures) + 2
+    print(f"\n{'same run, both servers':<{width}}" + "".join(f"{k:>16}" for k in kinds))
+    for name, values in figures.items():
+        print(f"{name:<{width}}" + "".join(f"{values.get(k, '-'):>16}" for k in kinds))
+
+
+def free_port_block(count: int) -> int:
+    """The first of ``count`` consecutive free ports below the ephemeral range (the real
+    server's membership ports must stay below 32768)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        base = random.randrange(10_000, low - count)
+        if all(_bindable(port) for port in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no {count} consecutive free ports between 10000 and {low}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

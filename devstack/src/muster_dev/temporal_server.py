@@ -639,15 +639,15 @@ class TemporalServer:
                     )
         return notes
 
-    def rss_bytes(self) -> dict[str, int]:
-        """Resident memory of the server and of PostgreSQL (all its processes), in bytes."""
+    def memory_bytes(self) -> dict[str, int]:
+        """Memory (PSS) of the server and of PostgreSQL with all its processes, in bytes."""
         sizes: dict[str, int] = {}
         for name, process in (
             ("temporal-server", self.process),
             ("postgres", self.postgres.process),
         ):
             if process is not None and process.pid is not None and process.running():
-                sizes[name] = _group_rss(process.pid)
+                sizes[name] = _tree_pss(process.pid)
         return sizes
 
 
@@ -711,19 +711,30 @@ async def ensure_namespace(
     return added
 
 
-def _group_rss(pid: int) -> int:
-    """RSS of ``pid`` and every process in its process group (PostgreSQL forks backends)."""
-    total = 0
+def _tree_pss(pid: int) -> int:
+    """Proportional set size of ``pid`` and all its descendants, in bytes. PostgreSQL's
+    backends are children in sessions of their own, and share its buffers: PSS counts each
+    shared page once overall, where adding up RSS would count it per backend."""
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            fields = stat[stat.rindex(")") + 2 :].split()
-            if int(fields[2]) != pid and int(entry.name) != pid:  # fields[2] is the pgrp
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    total = 0
+    for member in tree:
+        try:
+            for line in Path(f"/proc/{member}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1]) * 1024
         except (OSError, ValueError, IndexError):
             continue
