@@ -415,8 +415,7 @@ async def measure(count: int, address: str, label: str, scratch: Path) -> dict[s
         f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms (target p99 < 2000 ms)"
     )
     print(
-        f"\nCPU seconds used ({os.cpu_count()} cores shared by everything; "
-        "each column until idle):"
+        f"\nCPU seconds used ({os.cpu_count()} cores shared by everything; each column until idle):"
     )
     print(f"{'process':<26} {'direct+kube':>11} {'operator':>9}")
     for name in PROCESSES:
