@@ -152,7 +152,7 @@ API: list[ApiCase] = [
     api("amount is a number", "POST", "/v1/approvals", broken(approval(), amount=890), says="body.amount"),
     api("request_id is the gateway's", "POST", "/v1/approvals", broken(approval(), request_id="mine"), says="body.request_id: Extra inputs are not permitted"),
     api("requester is the caller", "POST", "/v1/approvals", broken(approval(), requester="alice"), says="body.requester"),
-    api("unknown policy", "POST", "/v1/approvals", broken(approval(), policy="nope"), says="known: large-orders, purchases, vacation-requests"),
+    api("unknown policy", "POST", "/v1/approvals", broken(approval(), policy="nope"), says="known: large-orders, purchases, quick-escalation, vacation-requests"),
     api("policy that does not apply", "POST", "/v1/approvals", broken(approval(), policy="vacation-requests"), says="governs kinds"),
     api("policy name with a quote", "POST", "/v1/approvals", broken(approval(), policy="x' OR '1'='1"), says="body.policy"),
     api("no policy for the kind", "POST", "/v1/approvals", broken(approval(), kind="spaceship"), says="no ApprovalPolicy governs kind 'spaceship'"),
