@@ -347,7 +347,7 @@ def test_muster_up_on_the_real_server_keeps_its_data(tmp_path: Path) -> None:
         info = json.loads((state / "muster-up.json").read_text())
         assert info["temporal"]["kind"] == "server"
         placed = subprocess.run(
-            [str(MUSTER_ORDERS), "place", str(order), "--wait"],
+            [str(MUSTER_ORDERS), "place", str(order), "--wait", "--json"],
             capture_output=True, text=True, timeout=120, check=False, env=env,
         )  # fmt: skip
         assert placed.returncode == 0, placed.stderr
