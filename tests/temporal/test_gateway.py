@@ -434,7 +434,11 @@ async def test_kubectl_muster_lists_and_decides_approvals(running: Platform) -> 
     )
     assert listed.returncode == 0, listed.stderr
     assert request_id in {row["request_id"] for row in json.loads(listed.stdout)}
-    table = await asyncio.to_thread(kubectl_muster, running, *alice, "list")
+    # Flags go before or after the verb, as in kubectl.
+    table = await asyncio.to_thread(
+        kubectl_muster, running, "approvals", "list", "--token", TOKENS["alice"], "-n", "x"
+    )
+    assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split()[:3] == ["REQUEST", "STATUS", "POLICY"]
     assert any(line.startswith(request_id) for line in table.stdout.splitlines())
 
@@ -456,7 +460,15 @@ async def test_kubectl_muster_lists_and_decides_approvals(running: Platform) -> 
     assert "the gateway answered 403" in self_approval.stderr
 
     approved = await asyncio.to_thread(
-        kubectl_muster, running, *alice, "approve", request_id, "--reason", "fine"
+        kubectl_muster,
+        running,
+        "approvals",
+        "approve",
+        request_id,
+        "--reason",
+        "fine",
+        "--token",
+        TOKENS["alice"],
     )
     assert approved.returncode == 0, approved.stderr
     assert approved.stdout.strip() == f"approval {request_id}: pending (1 of 2 approvals)"

@@ -676,18 +676,53 @@ def _moment(text: str) -> datetime:
     return moment
 
 
+def _kube_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """kubectl's global flags. Like kubectl, they go before or after the verb and its
+    arguments; a verb's parser must not reset what was given before it, so only the top
+    parser has defaults."""
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument(
+        "--kubeconfig", default=default, help="kubeconfig file (default: as kubectl)"
+    )
+    parser.add_argument("--context", default=default, help="kubeconfig context")
+    parser.add_argument("-n", "--namespace", default=default, help="namespace of the Schedule")
+
+
+def _gateway_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The gateway's flags, on ``approvals`` and on each of its verbs (either place)."""
+    if top:
+        defaults: dict[str, Any] = {
+            "gateway": None,
+            "token": None,
+            "request_timeout": 30.0,
+        }
+    else:
+        defaults = dict.fromkeys(("gateway", "token", "request_timeout"), argparse.SUPPRESS)
+    parser.add_argument(
+        "--gateway",
+        default=defaults["gateway"],
+        help="gateway URL (default $MUSTER_GATEWAY, else the Muster gateway Service of the "
+        "current kube context)",
+    )
+    parser.add_argument(
+        "--token", default=defaults["token"], help="your gateway token (default $MUSTER_TOKEN)"
+    )
+    parser.add_argument(
+        "--request-timeout", type=float, default=defaults["request_timeout"], help="seconds"
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     """The whole command line."""
     top = argparse.ArgumentParser(
         prog="kubectl muster", description="Muster's Schedules and approvals from kubectl."
     )
-    top.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: as kubectl)")
-    top.add_argument("--context", default=None, help="kubeconfig context")
-    top.add_argument("-n", "--namespace", default=None, help="namespace of the Schedule")
+    _kube_flags(top, top=True)
     verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def schedule_verb(name: str, func: Callable[[argparse.Namespace], int], text: str) -> Any:
         verb = verbs.add_parser(name, help=text, description=text)
+        _kube_flags(verb, top=False)
         verb.add_argument("name", help="the Schedule's name")
         verb.add_argument(
             "--timeout",
@@ -714,32 +749,34 @@ def parser() -> argparse.ArgumentParser:
     describe = verbs.add_parser(
         "describe", help="Temporal's view of a Schedule (reads Temporal; TEMPORAL_ADDRESS)"
     )
+    _kube_flags(describe, top=False)
     describe.add_argument("name")
     describe.add_argument("-o", "--output", choices=["text", "json"], default="text")
     describe.set_defaults(func=cmd_describe)
 
     approvals = verbs.add_parser("approvals", help="approval requests, through the gateway")
-    approvals.add_argument(
-        "--gateway",
-        default=None,
-        help="gateway URL (default $MUSTER_GATEWAY, else the Muster gateway Service of the "
-        "current kube context)",
-    )
-    approvals.add_argument("--token", help="your gateway token (default $MUSTER_TOKEN)")
-    approvals.add_argument("--request-timeout", type=float, default=30.0)
+    _kube_flags(approvals, top=False)
+    _gateway_flags(approvals, top=True)
     which = approvals.add_subparsers(dest="approvals_verb", required=True, metavar="VERB")
-    listing = which.add_parser("list", help="requests you asked for or may decide")
+
+    def approvals_verb(name: str, text: str) -> argparse.ArgumentParser:
+        verb = which.add_parser(name, help=text, description=text)
+        _kube_flags(verb, top=False)
+        _gateway_flags(verb, top=False)
+        return verb
+
+    listing = approvals_verb("list", "requests you asked for or may decide")
     listing.add_argument("--status", help="pending, approved, rejected, ...")
     listing.add_argument("--policy")
     listing.add_argument("--approver", help="waiting for this user")
     listing.add_argument("--limit", type=int)
     listing.add_argument("-o", "--output", choices=["text", "json"], default="text")
     listing.set_defaults(func=cmd_approvals_list)
-    approve = which.add_parser("approve", help="approve a request as yourself")
+    approve = approvals_verb("approve", "approve a request as yourself")
     approve.add_argument("request_id")
     approve.add_argument("--reason")
     approve.set_defaults(func=cmd_approve)
-    reject = which.add_parser("reject", help="reject a request as yourself (--reason needed)")
+    reject = approvals_verb("reject", "reject a request as yourself (--reason needed)")
     reject.add_argument("request_id")
     reject.add_argument("--reason")
     reject.set_defaults(func=cmd_reject)
