@@ -13,10 +13,12 @@ from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from temporalio.client import Client, ScheduleDescription
+from temporalio.service import RPCError, RPCStatusCode
 
 from muster_dev.kube import KubeAccess
 from muster_dev.process import ManagedProcess, free_port
-from muster_runtime.polling import wait_until
+from muster_runtime.polling import PollTimeout, wait_until
 from tests.helpers import http_get, start_service
 
 GROUP, VERSION = "muster.io", "v1alpha1"
@@ -177,7 +179,14 @@ class Resources:
                 return body
             return None
 
-        return wait_until(check, what=f"{self.kind} {name} to be Ready", timeout=timeout)
+        try:
+            return wait_until(check, what=f"{self.kind} {name} to be Ready", timeout=timeout)
+        except PollTimeout as exc:
+            body = self.get(name)
+            raise PollTimeout(
+                f"{exc}; generation {body['metadata'].get('generation')}, status "
+                f"{json.dumps(body.get('status'))[:3000]}"
+            ) from None
 
 
 def events(
@@ -186,6 +195,63 @@ def events(
     """``(type, reason, message)`` of the Events about one object."""
     listed = core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
     return [(e.type, e.reason, e.message) for e in listed.items]
+
+
+def spec(task_queue: str, **extra: Any) -> dict[str, Any]:
+    """A daily 06:00 UTC schedule of a workflow nobody runs (actions still count)."""
+    return {
+        "cron": ["0 6 * * *"],
+        "timeZone": "UTC",
+        "workflow": {"type": "OperatorTestNoop", "taskQueue": task_queue},
+        **extra,
+    }
+
+
+async def describe_or_none(client: Client, schedule_id: str) -> ScheduleDescription | None:
+    """Temporal's description of a schedule, None when there is none."""
+    try:
+        return await client.get_schedule_handle(schedule_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def actions(client: Client, schedule_id: str) -> int:
+    """How many actions a schedule has taken."""
+    described = await client.get_schedule_handle(schedule_id).describe()
+    return described.info.num_actions
+
+
+def delete_all(api: client.CustomObjectsApi, prefix: str, timeout: float = 60) -> None:
+    """Delete every Schedule and ApprovalPolicy in the namespaces starting with ``prefix``
+    while the operator still runs, so the next test module's operator does not inherit
+    them (the local plane has no namespace controller to do it); finalizers still held at
+    the deadline are removed."""
+
+    def left() -> list[tuple[str, str, str]]:
+        found = []
+        for plural in ("schedules", "approvalpolicies"):
+            listed = cast(dict[str, Any], api.list_cluster_custom_object(GROUP, VERSION, plural))
+            for item in listed["items"]:
+                metadata = item["metadata"]
+                if metadata["namespace"].startswith(prefix):
+                    found.append((plural, metadata["namespace"], metadata["name"]))
+        return found
+
+    for plural, namespace, name in left():
+        try:
+            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    try:
+        wait_until(lambda: not left(), what="the test resources to be deleted", timeout=timeout)
+    except PollTimeout:
+        for plural, namespace, name in left():
+            api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name, {"metadata": {"finalizers": None}}
+            )
 
 
 # -- the admission webhook, served by an operator outside the cluster ------------------------

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,13 +36,12 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from muster_api.search_attributes import cli_types
 from muster_dev.kube import KubeAccess
 from muster_dev.process import free_port
-from muster_dev.temporal import DevServer, DevServerConfig, find_tool
+from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.polling import async_wait_until, wait_until
 from muster_runtime.settings import TemporalSettings
 from tests.dashboards import (
@@ -57,108 +54,17 @@ from tests.dashboards import (
 )
 from tests.kube.noop_workflow import Noop
 from tests.kube.operator_support import (
-    CRD_DIR,
     OperatorProcess,
     Resources,
+    actions,
+    describe_or_none,
     events,
     operator_env,
+    spec,
 )
 from tests.kube.support import Run, status_message
 
 pytestmark = [pytest.mark.kube, pytest.mark.temporal, pytest.mark.slow]
-
-
-# -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def crds(kubectl: Run, api_client: k8s.ApiClient) -> None:
-    """The generated CRDs, installed as the chart installs them, and Established."""
-    kubectl("apply", "-f", str(CRD_DIR))
-    ext = k8s.ApiextensionsV1Api(api_client)
-    for plural in ("schedules", "approvalpolicies"):
-
-        def established(name: str = f"{plural}.muster.io") -> bool:
-            crd = ext.read_custom_resource_definition(name)
-            conditions = crd.status.conditions if crd.status else None
-            state = {c.type: c.status for c in (conditions or [])}
-            return state.get("Established") == "True"
-
-        wait_until(established, what=f"{plural} CRD Established", timeout=30)
-    custom = k8s.CustomObjectsApi(api_client)
-    wait_until(
-        lambda: custom.list_cluster_custom_object("muster.io", "v1alpha1", "schedules"),
-        what="schedules to be served",
-        timeout=30,
-        ignore=(ApiException,),
-    )
-
-
-@pytest.fixture(scope="module")
-def policy_namespace(core_api: k8s.CoreV1Api) -> str:
-    """Where this module's operator publishes policy snapshots."""
-    name = f"muster-{uuid.uuid4().hex[:8]}"
-    core_api.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name)))
-    return name
-
-
-@pytest.fixture(scope="module")
-def operator(
-    kube: KubeAccess,
-    temporal_settings: TemporalSettings,
-    crds: None,
-    policy_namespace: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    """The operator, watching the per-test namespaces (``t-*``)."""
-    env = operator_env(
-        kube,
-        temporal_settings.address,
-        namespaces=["t-*"],
-        policy_namespace=policy_namespace,
-    )
-    process = OperatorProcess(env, tmp_path_factory.mktemp("operator") / "operator")
-    process.start()
-    yield process
-    process.stop()
-
-
-@pytest.fixture
-def schedules(api_client: k8s.ApiClient, namespace: str, operator: OperatorProcess) -> Resources:
-    """Schedules in this test's namespace (the operator is running)."""
-    return Resources(k8s.CustomObjectsApi(api_client), namespace, "schedules", "Schedule")
-
-
-@pytest.fixture
-def policies(api_client: k8s.ApiClient, namespace: str, operator: OperatorProcess) -> Resources:
-    """ApprovalPolicies in this test's namespace (the operator is running)."""
-    return Resources(
-        k8s.CustomObjectsApi(api_client), namespace, "approvalpolicies", "ApprovalPolicy"
-    )
-
-
-def spec(task_queue: str, **extra: Any) -> dict[str, Any]:
-    """A daily 06:00 UTC schedule of a workflow nobody runs (actions still count)."""
-    return {
-        "cron": ["0 6 * * *"],
-        "timeZone": "UTC",
-        "workflow": {"type": "OperatorTestNoop", "taskQueue": task_queue},
-        **extra,
-    }
-
-
-async def describe_or_none(client: Client, schedule_id: str) -> Any:
-    try:
-        return await client.get_schedule_handle(schedule_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-
-
-async def actions(client: Client, schedule_id: str) -> int:
-    described = await client.get_schedule_handle(schedule_id).describe()
-    return described.info.num_actions
 
 
 # -- apply, edit, suspend --------------------------------------------------------------------
@@ -336,36 +242,6 @@ async def test_trigger_and_backfill_act_once_per_token(
         what="an InvalidBackfill event",
     )
     assert await actions(client, schedule_id) == 5
-
-
-@pytest.fixture
-def kubectl_muster(kube: KubeAccess, temporal_settings: TemporalSettings) -> Run:
-    """``kubectl muster ...``: kubectl finds the plugin on the PATH, as a user's would."""
-    kubectl = find_tool("kubectl", "MUSTER_KUBECTL_BIN", "run `make venv`")
-    scripts = Path(sys.executable).parent  # where kubectl-muster is installed
-    env = {
-        **os.environ,
-        **kube.env(),
-        "PATH": f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}",
-        "TEMPORAL_ADDRESS": temporal_settings.address,
-        "TEMPORAL_NAMESPACE": temporal_settings.namespace,
-    }
-
-    def run(*args: str, input: str | None = None, check: bool = True) -> Any:
-        del input
-        result = subprocess.run(
-            [str(kubectl), "muster", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(f"kubectl muster {' '.join(args)}: {result.stdout}{result.stderr}")
-        return result
-
-    return run
 
 
 async def test_kubectl_muster_plugin(
