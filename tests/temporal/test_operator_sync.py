@@ -2,11 +2,13 @@
 server: create-first writes (one call,
 the baseline adopted at the first drift check), updates guarded by conflict tokens, and a
 write by somebody else racing the operator (never adopted as the operator's own; the next
-drift check puts it back)."""
+drift check puts it back); ``remainingActions: 0`` (which the SDK will not create) created
+without a run; deletes and pauses that touch only the resource's own schedules."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from muster_operator import sync
-from muster_operator.reconcile import Want, parse_schedule
+from muster_operator.reconcile import Owned, Want, owner_of, parse_schedule
 from muster_operator.schedules import write_status
 from muster_operator.sync import apply_schedule, check_and_correct, trigger
 from muster_runtime.polling import async_wait_until
@@ -205,16 +207,20 @@ async def test_a_resync_that_finds_nothing_new_writes_no_status(client: Client) 
         "status": {},
     }
     synced = Want("Synced", "True", "Synced", "matches")
+    owned = [Owned(created.schedule_id, created.namespace)]
     try:
         first = kopf.Patch()
-        write_status(body, first, synced, resource=resource(name), result=created)
+        write_status(body, first, synced, resource=resource(name), result=created, owned=owned)
+        assert first.status["ownedSchedules"] == [
+            {"scheduleId": created.schedule_id, "namespace": "default"}
+        ]
         assert first.status["lastSyncTime"]
         assert "nextActionTimes" not in first.status  # a create is not read back
         body["status"] = dict(first.status)
 
         checked = await check_and_correct(client, resource(name), None)
         second = kopf.Patch()
-        write_status(body, second, synced, resource=resource(name), result=checked)
+        write_status(body, second, synced, resource=resource(name), result=checked, owned=owned)
         # The first resync: Temporal's view and the adopted baseline; the write time stays.
         assert second.status["nextActionTimes"]
         assert second.status["syncedFingerprint"] == checked.fingerprint
@@ -223,8 +229,48 @@ async def test_a_resync_that_finds_nothing_new_writes_no_status(client: Client) 
 
         again = await check_and_correct(client, resource(name), checked.fingerprint)
         third = kopf.Patch()
-        write_status(body, third, synced, resource=resource(name), result=again)
+        write_status(body, third, synced, resource=resource(name), result=again, owned=owned)
         assert dict(third.status) == {}
         assert not third
     finally:
         await handle.delete()
+
+
+async def test_no_remaining_actions_is_created_without_a_run(client: Client) -> None:
+    name = unique("sync")
+    created = await apply_schedule(client, resource(name, remainingActions=0))
+    handle = client.get_schedule_handle(created.schedule_id)
+    try:
+        assert created.outcome == "created"
+        assert created.fingerprint is not None, "read back after the update that set it"
+        described = await handle.describe()
+        state = described.schedule.state
+        assert (state.limited_actions, state.remaining_actions, state.paused) == (True, 0, False)
+        assert not state.note
+        assert described.info.num_actions == 0
+        assert described.info.next_action_times == []
+        again = await apply_schedule(client, resource(name, remainingActions=0))
+        assert again.outcome == "updated"
+    finally:
+        await handle.delete()
+
+
+async def test_deletes_and_pauses_touch_only_the_owners_schedules(client: Client) -> None:
+    name = unique("sync")
+    created = await apply_schedule(client, resource(name))
+    sid = created.schedule_id
+    mine, theirs = owner_of("sync-test", name), owner_of("sync-test", "somebody-else")
+    handle = client.get_schedule_handle(sid)
+    try:
+        assert await sync.pause_owned(client, sid, theirs, "no") == "not owned"
+        assert not (await handle.describe()).schedule.state.paused
+        assert await sync.pause_owned(client, sid, mine, "invalid spec") == "paused"
+        assert await sync.pause_owned(client, sid, mine, "invalid spec") == "already paused"
+        assert (await handle.describe()).schedule.state.note == "invalid spec"
+        assert "left alone" in await sync.delete_owned(client, sid, theirs)
+        assert "deleted" in await sync.delete_owned(client, sid, mine)
+        assert "already gone" in await sync.delete_owned(client, sid, mine)
+        assert await sync.pause_owned(client, sid, mine, "x") == "gone"
+    finally:
+        with contextlib.suppress(RPCError):
+            await handle.delete()

@@ -443,8 +443,24 @@ def test_generated_crds_are_structural_and_committed() -> None:
         assert committed == crdgen.render(document), f"{file_name}: run make generate"
 
     schedules = generated["muster.io_schedules.yaml"]["spec"]
-    columns = [c["name"] for c in schedules["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Schedule", "Time Zone", "Suspended", "Ready", "Last Run", "Next Run", "Age"]
+    columns = {
+        c["name"]: c.get("priority", 0)
+        for c in schedules["versions"][0]["additionalPrinterColumns"]
+    }
+    assert list(columns) == [
+        "Schedule",
+        "Time Zone",
+        "Suspended",
+        "Ready",
+        "Reason",
+        "Last Run",
+        "Next Run",
+        "Pending",
+        "Age",
+    ]
+    assert columns["Pending"] == 1, "pending edits show with -o wide"
+    policies = generated["muster.io_approvalpolicies.yaml"]["spec"]["versions"][0]
+    assert "Reason" in [c["name"] for c in policies["additionalPrinterColumns"]]
     assert schedules["names"]["shortNames"] == ["msched"]
     spec = schedules["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     rules = [r["rule"] for r in spec.get("x-kubernetes-validations", [])]

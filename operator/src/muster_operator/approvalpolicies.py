@@ -13,21 +13,35 @@ from typing import Any
 
 import kopf
 import yaml
+from temporalio.client import Client
 
 from muster_api import v1alpha1
 from muster_operator import metrics
-from muster_operator.context import Operator, fail, now, operator_of, reconcile_now, resync
+from muster_operator.context import (
+    Operator,
+    check_size,
+    event,
+    fail,
+    now,
+    operator_of,
+    reconcile_now,
+    release_finalizer,
+    resync,
+)
 from muster_operator.policies import (
+    key_of,
     parse_policy,
     pending_requests,
     policy_document,
     policy_key,
+    reminder_id,
+    reminder_owner,
     reminder_schedule,
 )
 from muster_operator.publish import publish
-from muster_operator.reconcile import SpecError, Want, classify, merge_conditions
+from muster_operator.reconcile import Want, classify, merge_conditions
 from muster_operator.settings import OperatorSettings
-from muster_operator.sync import apply_schedule, check_and_correct, delete_schedule
+from muster_operator.sync import apply_schedule, check_and_correct, delete_owned
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +75,8 @@ async def _publish(operator: Operator, policy: v1alpha1.ApprovalPolicy, text: st
     )
 
 
-def _reminder_placeholder(
-    policy: v1alpha1.ApprovalPolicy, settings: OperatorSettings
-) -> v1alpha1.Schedule:
-    found = reminder_schedule(policy, settings.reminder_task_queue, force=True)
-    assert found is not None
-    return found
+async def _delete_reminders(client: Client, namespace: str, name: str) -> str:
+    return await delete_owned(client, reminder_id(namespace, name), reminder_owner(namespace, name))
 
 
 async def reconcile(
@@ -74,6 +84,7 @@ async def reconcile(
 ) -> None:
     """Publish the snapshot, keep the reminder schedule, count pending requests."""
     operator = operator_of(memo)
+    check_size(body, memo, operator.settings)
     published: Want | None = None
 
     def report(want: Want) -> None:
@@ -94,7 +105,7 @@ async def reconcile(
         reminders = reminder_schedule(policy, operator.settings.reminder_task_queue)
         client = (await operator.clients()).default
         if reminders is None:
-            await delete_schedule(client, _reminder_placeholder(policy, operator.settings))
+            await _delete_reminders(client, policy.metadata.namespace, policy.metadata.name)
             patch.status["reminderScheduleId"] = None
         elif drift_check:
             result = await check_and_correct(
@@ -102,7 +113,7 @@ async def reconcile(
             )
             if result.drift is not None and result.drift.changed:
                 metrics.DRIFT_CORRECTIONS.labels("approvalpolicy").inc()
-                kopf.warn(body, reason="DriftCorrected", message=result.drift.reason)
+                event(body, "Warning", "DriftCorrected", result.drift.reason)
             patch.status["reminderScheduleId"] = result.schedule_id
             patch.status["reminderFingerprint"] = result.fingerprint
         else:
@@ -165,35 +176,48 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         await resync(
             "approvalpolicy",
             body,
+            patch,
             memo,
-            kwargs["stopped"],  # kopf gives timers the flag it sets when they must exit
-            lambda: reconcile(body, patch, memo, retry, drift_check=True),
+            stopped=kwargs["stopped"],  # kopf gives timers the flag it sets when they must exit
+            reconcile=lambda: reconcile(body, patch, memo, retry, drift_check=True),
         )
 
     @kopf.on.delete(group, version, PLURAL, id="cleanup", registry=registry)
-    async def delete_policy(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    async def delete_policy(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
+    ) -> None:
         """Unpublish the policy and delete its reminder schedule.
 
         Requests that already pinned the policy keep their snapshot; new ones cannot use it.
+        Both are found by the policy's name alone, so an invalid spec never keeps the
+        finalizer; it stays (with a condition saying why) only while the ConfigMap or
+        Temporal cannot be reached.
         """
         operator = operator_of(memo)
+        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         try:
-            policy = parse_policy(body)
-        except SpecError:
-            return
-        try:
-            await _publish(operator, policy, None)
+            assert operator.core is not None, "the startup handler did not run"
+            await publish(
+                operator.core,
+                operator.settings.policy_configmap,
+                operator.settings.policy_configmap_namespace,
+                key_of(namespace, name),
+                None,
+            )
             client = (await operator.clients()).default
-            await delete_schedule(client, _reminder_placeholder(policy, operator.settings))
+            log.info("ApprovalPolicy %s/%s: %s", namespace, name,
+                     await _delete_reminders(client, namespace, name))  # fmt: skip
         except Exception as exc:
             failure = classify(
                 exc, attempt=retry, max_backoff=operator.settings.max_backoff_seconds
             )
             if failure.unexpected:
-                log.exception("ApprovalPolicy cleanup failed")
+                log.exception("ApprovalPolicy %s/%s: cleanup failed", namespace, name)
+            message = f"cannot clean up yet, so the finalizer stays: {failure.message}"
+            write_status(body, patch, Want("Synced", "False", failure.reason, message))
             raise kopf.TemporaryError(
-                f"cannot clean up yet: {failure.message}",
-                delay=failure.retry_after or operator.settings.max_backoff_seconds,
+                message, delay=failure.retry_after or operator.settings.max_backoff_seconds
             ) from None
         with contextlib.suppress(KeyError):
-            metrics.APPROVALS_PENDING.remove(policy.metadata.name)
+            metrics.APPROVALS_PENDING.remove(name)
+        await release_finalizer(operator, body, PLURAL)

@@ -183,12 +183,20 @@ API_VERSION_TEXT = "muster.io/v1alpha1."
 KIND_TEXT = "The kind: Schedule or ApprovalPolicy."
 
 
-def _ready_column() -> dict[str, Any]:
-    return {
-        "name": "Ready",
-        "type": "string",
-        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
-    }
+def _ready_columns() -> list[dict[str, Any]]:
+    """READY and, beside it, REASON: why a resource is not Ready (``Synced`` when it is)."""
+    return [
+        {
+            "name": "Ready",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        },
+        {
+            "name": "Reason",
+            "type": "string",
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+    ]
 
 
 def _crd(
@@ -263,12 +271,19 @@ def crds() -> dict[str, dict[str, Any]]:
         spec=ScheduleSpec,
         status=ScheduleStatus,
         columns=[
+            # What Temporal holds; a newer spec not in Temporal yet is PENDING (-o wide).
             {"name": "Schedule", "type": "string", "jsonPath": ".status.summary"},
             {"name": "Time Zone", "type": "string", "jsonPath": ".spec.timeZone"},
             {"name": "Suspended", "type": "boolean", "jsonPath": ".spec.suspend"},
-            _ready_column(),
+            *_ready_columns(),
             {"name": "Last Run", "type": "date", "jsonPath": ".status.lastActionTime"},
             {"name": "Next Run", "type": "string", "jsonPath": ".status.nextActionTimes[0]"},
+            {
+                "name": "Pending",
+                "type": "string",
+                "jsonPath": ".status.pendingSummary",
+                "priority": 1,
+            },
         ],
         description="A Temporal schedule kept in sync by the Muster operator.",
     )
@@ -283,7 +298,7 @@ def crds() -> dict[str, dict[str, Any]]:
             {"name": "Timeout", "type": "string", "jsonPath": ".spec.timeout"},
             {"name": "On Timeout", "type": "string", "jsonPath": ".spec.onTimeout"},
             {"name": "Pending", "type": "integer", "jsonPath": ".status.pendingRequests"},
-            _ready_column(),
+            *_ready_columns(),
         ],
         description="Who may approve what, and what happens when nobody does (Muster approvals).",
     )

@@ -19,15 +19,14 @@ from prometheus_client import start_http_server
 from muster_api import v1alpha1
 from muster_operator import approvalpolicies, metrics, schedules
 from muster_operator.admission import Refused, TemporalFacts, review_policy, review_schedule
-from muster_operator.context import Operator, operator_of
+from muster_operator.context import FINALIZER, Operator, operator_of
+from muster_operator.diffbase import DigestDiffBaseStorage
 from muster_operator.reconcile import TemporalUnavailable
 from muster_operator.settings import OperatorSettings
 from muster_operator.webhook import CertificateKeeper, WebhookServer
 from muster_runtime.settings import TemporalSettings
 
 log = logging.getLogger(__name__)
-
-FINALIZER = "muster.io/finalizer"
 
 
 def configure(settings: kopf.OperatorSettings, operator: OperatorSettings) -> None:
@@ -39,13 +38,17 @@ def configure(settings: kopf.OperatorSettings, operator: OperatorSettings) -> No
     settings.persistence.progress_storage = kopf.StatusProgressStorage(
         field="status.kopf.progress", touch_field="status.kopf.dummy"
     )
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field="status.kopf.lastHandledConfiguration"
-    )
+    # The diff base as digests, never a copy of the spec: a copy doubles the object, and a
+    # spec of half etcd's request limit then makes every status write fail.
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage()
     settings.watching.server_timeout = operator.watch_server_timeout
     settings.watching.client_timeout = operator.watch_client_timeout
     settings.watching.connect_timeout = 30
-    # Events for what people should see (drift, foreign schedules), not for every handler.
+    # kopf's own log lines are not Events: they repeat the conditions once per retry ("Handler
+    # 'sync' failed temporarily" every backoff, for every resource, during an outage). The
+    # operator's notices (Triggered, Backfilled, ...) are posted with kopf.event, which only
+    # posting.enabled governs (muster_operator.context.event).
+    settings.posting.loggers = False
     settings.posting.level = logging.WARNING
     settings.networking.request_timeout = 60
     # A resource deleted while its resync runs keeps its finalizer until kopf sees the timer

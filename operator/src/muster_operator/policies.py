@@ -14,22 +14,34 @@ from muster_api.approval import PolicySnapshot
 from muster_api.scheduling import APPROVAL_REMINDERS
 from muster_api.search_attributes import pending_approvals_query
 from muster_api.v1alpha1 import REMINDERS_ANNOTATION
-from muster_operator.reconcile import SpecError, describe_errors
+from muster_operator.reconcile import SpecError, describe_errors, owner_of, parse_model
 
 SHA_ANNOTATION = "muster.io/sha256"
 
 
 def parse_policy(body: Mapping[str, Any]) -> v1alpha1.ApprovalPolicy:
     """A resource body as the model (raises SpecError naming every problem)."""
-    try:
-        return v1alpha1.ApprovalPolicy.model_validate(dict(body))
-    except ValidationError as exc:
-        raise SpecError(describe_errors(exc)) from None
+    return parse_model(v1alpha1.ApprovalPolicy, body)
 
 
 def policy_key(policy: v1alpha1.ApprovalPolicy) -> str:
     """The file name of a policy in the published ConfigMap / folder."""
-    return f"{policy.metadata.namespace}.{policy.metadata.name}.yaml"
+    return key_of(policy.metadata.namespace, policy.metadata.name)
+
+
+def key_of(namespace: str, name: str) -> str:
+    """The file name of the policy ``namespace/name`` (no valid spec needed)."""
+    return f"{namespace}.{name}.yaml"
+
+
+def reminder_id(namespace: str, name: str) -> str:
+    """The Temporal schedule id of a policy's reminders."""
+    return f"{namespace}.{name}.reminders"
+
+
+def reminder_owner(namespace: str, name: str) -> str:
+    """The owner marker in the memo of a policy's reminder schedule."""
+    return owner_of(namespace, f"{name}-reminders")
 
 
 def policy_document(policy: v1alpha1.ApprovalPolicy) -> dict[str, Any]:
@@ -66,6 +78,18 @@ def reminder_schedule(
     if reminders is None and not force:
         return None
     name, namespace = policy.metadata.name, policy.metadata.namespace
+    try:
+        return _reminder_document(policy, task_queue)
+    except ValidationError as exc:
+        raise SpecError(
+            f"its reminder schedule ({reminder_id(namespace, name)}) cannot be made: "
+            f"{describe_errors(exc)}"
+        ) from None
+
+
+def _reminder_document(policy: v1alpha1.ApprovalPolicy, task_queue: str) -> v1alpha1.Schedule:
+    reminders = policy.spec.reminders
+    name, namespace = policy.metadata.name, policy.metadata.namespace
     return v1alpha1.Schedule.model_validate(
         {
             "apiVersion": v1alpha1.API_VERSION,
@@ -81,7 +105,7 @@ def reminder_schedule(
                     "args": [{"policy": name, "namespace": namespace}],
                     "executionTimeout": "1h",
                 },
-                "temporal": {"scheduleId": f"{namespace}.{name}.reminders"},
+                "temporal": {"scheduleId": reminder_id(namespace, name)},
                 "note": f"reminders of ApprovalPolicy {namespace}/{name}",
             },
         }

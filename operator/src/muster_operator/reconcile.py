@@ -8,13 +8,14 @@ the Kubernetes ones.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from kubernetes.client.exceptions import ApiException
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
@@ -59,6 +60,9 @@ OVERLAP = {
     "TerminateOther": ScheduleOverlapPolicy.TERMINATE_OTHER,
     "AllowAll": ScheduleOverlapPolicy.ALLOW_ALL,
 }
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class SpecError(ValueError):
@@ -116,13 +120,34 @@ def backoff(attempt: int, maximum: float) -> float:
     return float(min(maximum, 2 ** min(max(attempt, 0), 10)))
 
 
+MESSAGE_LIMIT = 2000
+"""Characters of a condition message or Event: enough to say what is wrong and how to fix
+it, and small enough that a status write never fails for its size (the CRD allows 32768)."""
+
+
+def bounded(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text``, cut to ``limit`` characters with a marker saying so."""
+    if len(text) <= limit:
+        return text
+    marker = f" … ({len(text) - limit} more characters in the operator's log)"
+    return text[: max(limit - len(marker), 0)] + marker
+
+
 def classify(exc: BaseException, *, attempt: int = 0, max_backoff: float = 60.0) -> Failure:
     """The one mapping from an exception in a reconcile to a status condition and a retry.
 
     Only errors that mean Temporal cannot be reached are reported as an outage; anything
     unexpected is a ``ReconcileError`` with its type and message (and a traceback in the
-    log), retried with backoff in case it was transient, never silently.
+    log), retried with backoff in case it was transient, never silently. Messages are
+    :func:`bounded`.
     """
+    failure = _classify(exc, attempt=attempt, max_backoff=max_backoff)
+    if len(failure.message) > MESSAGE_LIMIT:
+        failure = replace(failure, message=bounded(failure.message))
+    return failure
+
+
+def _classify(exc: BaseException, *, attempt: int, max_backoff: float) -> Failure:
     if isinstance(exc, SpecError):
         return Failure("InvalidSpec", str(exc), None)
     if isinstance(exc, ForeignSchedule):
@@ -156,6 +181,58 @@ def classify(exc: BaseException, *, attempt: int = 0, max_backoff: float = 60.0)
 def owner_of(namespace: str, name: str) -> str:
     """The ownership marker of a resource."""
     return f"{namespace}/{name}"
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A Temporal schedule the operator created for a resource (``status.ownedSchedules``)."""
+
+    schedule_id: str
+    namespace: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.schedule_id}"
+
+    def as_status(self) -> dict[str, str]:
+        """The entry as status spells it."""
+        return {"scheduleId": self.schedule_id, "namespace": self.namespace}
+
+
+def recorded_schedules(status: Mapping[str, Any]) -> list[Owned]:
+    """The schedules status says the operator created and has not cleaned up yet.
+
+    A status written before ``ownedSchedules`` existed names its one schedule in
+    ``scheduleId`` and ``temporalNamespace``.
+    """
+    entries = status.get("ownedSchedules")
+    if isinstance(entries, list):
+        found = []
+        for entry in entries:
+            if isinstance(entry, Mapping) and entry.get("scheduleId") and entry.get("namespace"):
+                owned = Owned(str(entry["scheduleId"]), str(entry["namespace"]))
+                if owned not in found:
+                    found.append(owned)
+        return found
+    sid, namespace = status.get("scheduleId"), status.get("temporalNamespace")
+    return [Owned(str(sid), str(namespace))] if sid and namespace else []
+
+
+def deletion_policy(body: Mapping[str, Any]) -> Literal["Delete", "Orphan"]:
+    """``spec.deletionPolicy`` read from the document itself, so it holds even for a spec
+    that is otherwise invalid (the CRD admits only these two values; Delete by default)."""
+    spec = body.get("spec")
+    if isinstance(spec, Mapping) and spec.get("deletionPolicy") == "Orphan":
+        return "Orphan"
+    return "Delete"
+
+
+def invalid_spec_note(owner: str, problem: str) -> str:
+    """The note on a schedule paused because its resource's spec became invalid."""
+    return bounded(
+        f"paused by the Muster operator: the spec of Schedule {owner} is invalid ({problem}); "
+        "a valid spec resumes it",
+        400,
+    )
 
 
 def schedule_id(resource: v1alpha1.Schedule) -> str:
@@ -261,8 +338,8 @@ def desired_schedule(resource: v1alpha1.Schedule) -> Schedule:
             ],
             cron_expressions=list(spec.cron),
             skip=[calendar(c) for c in spec.skip],
-            start_at=v1alpha1.utc(spec.start_at),
-            end_at=v1alpha1.utc(spec.end_at),
+            start_at=_in_utc(spec.start_at, "startAt"),
+            end_at=_in_utc(spec.end_at, "endAt"),
             jitter=spec.jitter,
             time_zone_name=spec.time_zone,
         ),
@@ -280,6 +357,15 @@ def desired_schedule(resource: v1alpha1.Schedule) -> Schedule:
     )
 
 
+def _in_utc(value: datetime | None, field: str) -> datetime | None:
+    try:
+        return v1alpha1.utc(value)
+    except OverflowError:
+        raise SpecError(
+            f"{field}: {value} is out of range in UTC; use a time between the years 1 and 9999"
+        ) from None
+
+
 def schedule_memo(resource: v1alpha1.Schedule) -> dict[str, str]:
     """The memo a schedule is created with: who owns it."""
     return {
@@ -290,10 +376,25 @@ def schedule_memo(resource: v1alpha1.Schedule) -> dict[str, str]:
 
 def parse_schedule(body: Mapping[str, Any]) -> v1alpha1.Schedule:
     """A resource body as the model (raises SpecError with every problem named)."""
+    return parse_model(v1alpha1.Schedule, body)
+
+
+def parse_model(model: type[M], body: Mapping[str, Any]) -> M:
+    """A resource body as ``model``; every way a body can fail to be one is a SpecError.
+
+    pydantic reports a validator's ValueError per field; anything else a validator raises
+    on a value the schema let through (a duration of 10**10 days overflows ``timedelta``)
+    is still about the document, not a fault of the operator.
+    """
     try:
-        return v1alpha1.Schedule.model_validate(dict(body))
+        return model.model_validate(dict(body))
     except ValidationError as exc:
         raise SpecError(describe_errors(exc)) from None
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        raise SpecError(
+            f"the spec cannot be read: a value is out of range or of the wrong kind "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def field_path(loc: Sequence[int | str]) -> str:
@@ -395,7 +496,8 @@ def _ref(workflow_id: str, run_id: str | None, **times: datetime | None) -> v1al
 
 
 def observed_status(description: ScheduleDescription, keep: int = 5) -> dict[str, Any]:
-    """The status fields that mirror Temporal's view of a schedule (JSON-ready)."""
+    """The status fields that mirror Temporal's view of a schedule (JSON-ready), at most
+    ``keep`` of each list."""
     info = description.info
     recent = []
     for result in info.recent_actions[-keep:]:
@@ -408,9 +510,10 @@ def observed_status(description: ScheduleDescription, keep: int = 5) -> dict[str
                 started_at=result.started_at,
             )
         )
+    # Bounded like the rest of status: with overlap AllowAll thousands may run at once.
     running = [
         _ref(getattr(a, "workflow_id", ""), getattr(a, "first_execution_run_id", None))
-        for a in info.running_actions
+        for a in info.running_actions[:keep]
     ]
     last = max((r.scheduled_at for r in info.recent_actions), default=None)
     status = v1alpha1.ScheduleStatus(
@@ -424,7 +527,9 @@ def observed_status(description: ScheduleDescription, keep: int = 5) -> dict[str
             skipped_overlap=info.num_actions_skipped_overlap,
         ),
     )
-    return status.model_dump(
+    # Without unset (None) fields: the API server drops them from list items, and a patch
+    # that differs from what is stored would be written again at every resync.
+    observed = status.model_dump(
         mode="json",
         by_alias=True,
         include={
@@ -434,7 +539,10 @@ def observed_status(description: ScheduleDescription, keep: int = 5) -> dict[str
             "running_workflows",
             "actions",
         },
+        exclude_none=True,
     )
+    observed.setdefault("lastActionTime", None)
+    return observed
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -464,13 +572,15 @@ def merge_conditions(
         previous = old.get(want.type)
         since = now
         if previous is not None and previous.get("status") == want.status:
-            since = v1alpha1.Condition.model_validate(previous).last_transition_time
+            # A condition the operator did not write (edited by hand) starts afresh.
+            with contextlib.suppress(ValidationError):
+                since = v1alpha1.Condition.model_validate(previous).last_transition_time
         merged.append(
             v1alpha1.Condition(
                 type=want.type,
                 status=want.status,
                 reason=want.reason,
-                message=want.message,
+                message=bounded(want.message),
                 last_transition_time=since,
                 observed_generation=generation,
             ).model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -539,6 +649,8 @@ def parse_backfill(text: str) -> BackfillRequest:
         ) from None
     if request.end_at <= request.start_at:
         raise SpecError(f"{BACKFILL_ANNOTATION}: endAt must be after startAt")
+    _in_utc(request.start_at, f"{BACKFILL_ANNOTATION} startAt")
+    _in_utc(request.end_at, f"{BACKFILL_ANNOTATION} endAt")
     return request
 
 

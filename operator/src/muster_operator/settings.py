@@ -114,5 +114,9 @@ class OperatorSettings(ServiceSettings):
     workqueue_queue_duration_seconds."""
     max_backoff_seconds: float = Field(default=60.0, gt=0)
     """Longest wait between retries while Temporal is unreachable."""
+    max_object_bytes: int = Field(default=1_572_864, ge=65_536)
+    """The largest object the cluster's API server stores (etcd's --max-request-bytes,
+    1.5 MiB by default): a resource whose status may not fit below it gets a Warning Event
+    (ObjectTooLarge), since its conditions can then not be written."""
     webhook: WebhookSettings = WebhookSettings()
     """The validating admission webhook."""

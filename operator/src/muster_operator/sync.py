@@ -8,6 +8,7 @@ fingerprint of the last write) and returns what Temporal holds afterwards.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -20,10 +21,12 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, PatchScheduleRequest
 from temporalio.client import (
     Client,
+    Schedule,
     ScheduleAlreadyRunningError,
     ScheduleBackfill,
     ScheduleDescription,
     ScheduleHandle,
+    ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
@@ -129,13 +132,14 @@ async def apply_schedule(
     sid = schedule_id(resource)
     desired = desired_schedule(resource)
     handle = client.get_schedule_handle(sid)
+    first = _creatable(desired)
+    created = False
     # Create first: a new resource (the common case of a burst) costs one call, and
     # "already exists" falls through to the owner check and an update.
-    current = None
     try:
         await client.create_schedule(
             sid,
-            desired,
+            first,
             memo=schedule_memo(resource),
             search_attributes=TypedSearchAttributes(
                 [
@@ -151,15 +155,18 @@ async def apply_schedule(
         current = await describe(handle)
         if current is None:
             raise TemporalUnavailable(f"schedule {sid} flickered; retrying") from None
+        _check_owner(resource, current)
     else:
-        return Synced(
-            schedule_id=sid,
-            namespace=client.namespace,
-            outcome="created" if outcome_if_exists == "updated" else "recreated",
-            fingerprint=None,
-            description=None,
-        )
-    _check_owner(resource, current)
+        created = True
+        if first is desired:
+            return Synced(
+                schedule_id=sid,
+                namespace=client.namespace,
+                outcome="created" if outcome_if_exists == "updated" else "recreated",
+                fingerprint=None,
+                description=None,
+            )
+        # Created as a stand-in: the update below gives it its real state.
 
     tokens: list[bytes] = []
 
@@ -177,12 +184,28 @@ async def apply_schedule(
     # The read-back is the baseline of drift detection only if nobody wrote in between: the
     # conflict token moved exactly once (Temporal bumps it on every write).
     ours = bool(tokens) and _next_token(tokens[-1]) == after.raw_description.conflict_token
+    outcome: Literal["created", "updated", "corrected", "recreated"] = outcome_if_exists
+    if created:
+        outcome = "created" if outcome_if_exists == "updated" else "recreated"
     return Synced(
         schedule_id=sid,
         namespace=client.namespace,
-        outcome=outcome_if_exists,
+        outcome=outcome,
         fingerprint=fingerprint(after.raw_description.schedule) if ours else None,
         description=after,
+    )
+
+
+def _creatable(desired: Schedule) -> Schedule:
+    """What the SDK lets one create: it refuses limited actions with none left
+    (``remainingActions: 0``), a state Temporal holds fine and reaches by itself when it
+    counts down. Such a schedule is created paused and unlimited, then updated to its real
+    state, so it never runs in between."""
+    state = desired.state
+    if not (state.limited_actions and state.remaining_actions == 0):
+        return desired
+    return dataclasses.replace(
+        desired, state=ScheduleState(note="being created by the Muster operator", paused=True)
     )
 
 
@@ -221,21 +244,45 @@ async def check_and_correct(
 
 async def delete_schedule(client: Client, resource: v1alpha1.Schedule) -> str:
     """Delete the resource's schedule; gone already is fine, a foreign one is left alone."""
-    sid = schedule_id(resource)
+    return await delete_owned(
+        client,
+        schedule_id(resource),
+        owner_of(resource.metadata.namespace, resource.metadata.name),
+    )
+
+
+async def delete_owned(client: Client, sid: str, owner: str) -> str:
+    """Delete schedule ``sid`` if ``owner`` owns it (its memo says so); what happened."""
     handle = client.get_schedule_handle(sid)
     current = await describe(handle)
     if current is None:
-        return f"schedule {sid} was already gone"
-    try:
-        _check_owner(resource, current)
-    except ForeignSchedule:
-        return f"schedule {sid} is not owned by this resource; left alone"
+        return f"Temporal schedule {sid} was already gone"
+    if memo_owner(current) != owner:
+        return f"Temporal schedule {sid} is not owned by {owner}; left alone"
     try:
         await handle.delete()
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
-    return f"deleted schedule {sid}"
+    return f"deleted Temporal schedule {sid} in namespace {client.namespace}"
+
+
+PauseOutcome = Literal["paused", "already paused", "gone", "not owned"]
+
+
+async def pause_owned(client: Client, sid: str, owner: str, note: str) -> PauseOutcome:
+    """Pause schedule ``sid`` with ``note`` if ``owner`` owns it (idempotent)."""
+    handle = client.get_schedule_handle(sid)
+    current = await describe(handle)
+    if current is None:
+        return "gone"
+    if memo_owner(current) != owner:
+        return "not owned"
+    state = current.schedule.state
+    if state.paused and state.note == note:
+        return "already paused"
+    await handle.pause(note=note)
+    return "paused"
 
 
 async def trigger(client: Client, resource: v1alpha1.Schedule, token: str) -> None:
@@ -332,7 +379,9 @@ __all__ = [
     "apply_schedule",
     "backfill",
     "check_and_correct",
+    "delete_owned",
     "delete_schedule",
+    "pause_owned",
     "pollers",
     "trigger",
 ]

@@ -853,9 +853,9 @@ class _Status(BaseModel):
 
 
 KOPF_STATUS_DESCRIPTION = (
-    "The operator's bookkeeping (kopf): the spec it last handled and the progress of "
-    "handlers being retried. Kept in status, not annotations, so a reconcile is one status "
-    "write; do not edit."
+    "The operator's bookkeeping (kopf): digests of the spec fields it last handled (never a "
+    "copy of the spec) and the progress of handlers being retried. Kept in status, not "
+    "annotations, so a reconcile is one status write; do not edit."
 )
 
 
@@ -897,6 +897,13 @@ class ActionCounters(_Status):
     )
 
 
+class OwnedSchedule(_Status):
+    """A Temporal schedule the operator created for a resource and has not cleaned up."""
+
+    schedule_id: str = Field(description="The Temporal schedule id.")
+    namespace: str = Field(description="The Temporal namespace it lives in.")
+
+
 class ScheduleStatus(_Status):
     """What the operator last saw and did."""
 
@@ -911,7 +918,21 @@ class ScheduleStatus(_Status):
     temporal_namespace: str | None = Field(
         default=None, description="The Temporal namespace it lives in."
     )
-    summary: str | None = Field(default=None, description="The schedule's times, for people.")
+    summary: str | None = Field(
+        default=None,
+        description="The times of the spec Temporal holds, for people (written once synced).",
+    )
+    pending_summary: str | None = Field(
+        default=None,
+        description="The times of a newer spec that is not in Temporal yet (see the Ready "
+        "condition for why); unset once synced.",
+    )
+    owned_schedules: list[OwnedSchedule] = Field(
+        default_factory=list,
+        description="Every Temporal schedule the operator created for this resource and has "
+        "not yet deleted or orphaned (deletionPolicy); a change of scheduleId or namespace, and "
+        "the deletion of the resource, act on exactly these.",
+    )
     next_action_times: list[datetime] = Field(
         default_factory=list, description="The next runs Temporal has planned."
     )
@@ -928,6 +949,11 @@ class ScheduleStatus(_Status):
     )
     last_handled_backfill: str | None = Field(
         default=None, description="the token of the muster.io/backfill request acted on last"
+    )
+    rejected_request: str | None = Field(
+        default=None,
+        description="Digest of the last malformed trigger/backfill annotation (it got one "
+        "Warning Event).",
     )
     synced_fingerprint: str | None = Field(
         default=None, description="hash of Temporal's schedule as the operator last wrote it"
