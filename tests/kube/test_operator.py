@@ -43,7 +43,6 @@ from muster_dev.kube import KubeAccess
 from muster_dev.process import free_port
 from muster_dev.temporal import DevServer, DevServerConfig
 from muster_runtime.polling import async_wait_until, wait_until
-from muster_runtime.settings import TemporalSettings
 from tests.dashboards import (
     Catalogue,
     catalogue,

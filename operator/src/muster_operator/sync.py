@@ -8,7 +8,6 @@ fingerprint of the last write) and returns what Temporal holds afterwards.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -21,12 +20,10 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, PatchScheduleRequest
 from temporalio.client import (
     Client,
-    Schedule,
     ScheduleAlreadyRunningError,
     ScheduleBackfill,
     ScheduleDescription,
     ScheduleHandle,
-    ScheduleState,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
@@ -132,14 +129,12 @@ async def apply_schedule(
     sid = schedule_id(resource)
     desired = desired_schedule(resource)
     handle = client.get_schedule_handle(sid)
-    first = _creatable(desired)
-    created = False
     # Create first: a new resource (the common case of a burst) costs one call, and
     # "already exists" falls through to the owner check and an update.
     try:
         await client.create_schedule(
             sid,
-            first,
+            desired,
             memo=schedule_memo(resource),
             search_attributes=TypedSearchAttributes(
                 [
@@ -157,16 +152,13 @@ async def apply_schedule(
             raise TemporalUnavailable(f"schedule {sid} flickered; retrying") from None
         _check_owner(resource, current)
     else:
-        created = True
-        if first is desired:
-            return Synced(
-                schedule_id=sid,
-                namespace=client.namespace,
-                outcome="created" if outcome_if_exists == "updated" else "recreated",
-                fingerprint=None,
-                description=None,
-            )
-        # Created as a stand-in: the update below gives it its real state.
+        return Synced(
+            schedule_id=sid,
+            namespace=client.namespace,
+            outcome="created" if outcome_if_exists == "updated" else "recreated",
+            fingerprint=None,
+            description=None,
+        )
 
     tokens: list[bytes] = []
 
@@ -185,27 +177,12 @@ async def apply_schedule(
     # conflict token moved exactly once (Temporal bumps it on every write).
     ours = bool(tokens) and _next_token(tokens[-1]) == after.raw_description.conflict_token
     outcome: Literal["created", "updated", "corrected", "recreated"] = outcome_if_exists
-    if created:
-        outcome = "created" if outcome_if_exists == "updated" else "recreated"
     return Synced(
         schedule_id=sid,
         namespace=client.namespace,
         outcome=outcome,
         fingerprint=fingerprint(after.raw_description.schedule) if ours else None,
         description=after,
-    )
-
-
-def _creatable(desired: Schedule) -> Schedule:
-    """What the SDK lets one create: it refuses limited actions with none left
-    (``remainingActions: 0``), a state Temporal holds fine and reaches by itself when it
-    counts down. Such a schedule is created paused and unlimited, then updated to its real
-    state, so it never runs in between."""
-    state = desired.state
-    if not (state.limited_actions and state.remaining_actions == 0):
-        return desired
-    return dataclasses.replace(
-        desired, state=ScheduleState(note="being created by the Muster operator", paused=True)
     )
 
 
