@@ -236,25 +236,6 @@ async def test_a_resync_that_finds_nothing_new_writes_no_status(client: Client) 
         await handle.delete()
 
 
-async def test_no_remaining_actions_is_created_without_a_run(client: Client) -> None:
-    name = unique("sync")
-    created = await apply_schedule(client, resource(name, remainingActions=0))
-    handle = client.get_schedule_handle(created.schedule_id)
-    try:
-        assert created.outcome == "created"
-        assert created.fingerprint is not None, "read back after the update that set it"
-        described = await handle.describe()
-        state = described.schedule.state
-        assert (state.limited_actions, state.remaining_actions, state.paused) == (True, 0, False)
-        assert not state.note
-        assert described.info.num_actions == 0
-        assert described.info.next_action_times == []
-        again = await apply_schedule(client, resource(name, remainingActions=0))
-        assert again.outcome == "updated"
-    finally:
-        await handle.delete()
-
-
 async def test_deletes_and_pauses_touch_only_the_owners_schedules(client: Client) -> None:
     name = unique("sync")
     created = await apply_schedule(client, resource(name))
