@@ -153,6 +153,16 @@ def _spec_unchanged(body: Mapping[str, Any], old: Mapping[str, Any] | None) -> b
     return old is not None and old.get("spec") == body.get("spec")
 
 
+async def check_in_temporal(
+    client: Client, resource: v1alpha1.Schedule, namespace: str, facts: TemporalFacts
+) -> None:
+    """Raise :class:`SpecError` with :func:`temporal_problems`' words, if it finds any (the
+    reconciler's side of the webhook's Temporal checks)."""
+    problems = await temporal_problems(client, resource, namespace, facts)
+    if problems:
+        raise SpecError("; ".join(problems))
+
+
 async def review_schedule(
     body: Mapping[str, Any],
     old: Mapping[str, Any] | None,

@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from muster_api import v1alpha1
 from muster_operator import diffbase, metrics
+from muster_operator.admission import TemporalFacts
 from muster_operator.reconcile import Failure, TemporalUnavailable, Want, bounded, classify
 from muster_operator.settings import OperatorSettings
 from muster_operator.sync import Clients, PollerCache
@@ -47,6 +48,12 @@ class Operator:
         # instead of all talking to Temporal at once; changes go before resyncs.
         self.workers = Workers(settings.max_concurrent_reconciles)
         self.pollers = PollerCache(settings.pollers_cache_seconds)
+        # What Temporal says about namespaces and search attributes, shared by the webhook
+        # and the reconciler (one answer per namespace per cache period).
+        self.facts = TemporalFacts(
+            ttl=settings.webhook.temporal_cache_seconds,
+            timeout=settings.webhook.temporal_timeout_seconds,
+        )
 
     async def clients(self) -> Clients:
         """Temporal clients, connecting on first use (Temporal may be down at start)."""

@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from muster_api import v1alpha1
 from muster_operator import approvalpolicies, metrics, schedules
-from muster_operator.admission import Refused, TemporalFacts, review_policy, review_schedule
+from muster_operator.admission import Refused, review_policy, review_schedule
 from muster_operator.context import FINALIZER, Operator, operator_of
 from muster_operator.diffbase import DigestDiffBaseStorage
 from muster_operator.reconcile import TemporalUnavailable
@@ -122,10 +122,6 @@ def register_webhooks(
 ) -> None:
     """The validating admission handlers of both kinds (:mod:`muster_operator.admission`)."""
     group, version = v1alpha1.GROUP, v1alpha1.VERSION
-    facts = TemporalFacts(
-        ttl=settings.webhook.temporal_cache_seconds,
-        timeout=settings.webhook.temporal_timeout_seconds,
-    )
 
     @kopf.on.validate(
         group, version, schedules.PLURAL, id=SCHEDULE_WEBHOOK,
@@ -143,7 +139,7 @@ def register_webhooks(
                 kwargs.get("operation"),
                 clients=operator.clients,
                 default_namespace=temporal.namespace,
-                facts=facts,
+                facts=operator.facts,
             )
         except Refused as exc:
             raise kopf.AdmissionError(str(exc), code=422) from None

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from muster_api import v1alpha1
 from muster_operator import metrics
+from muster_operator.admission import check_in_temporal
 from muster_operator.context import (
     Operator,
     check_size,
@@ -228,6 +229,9 @@ async def reconcile(
                     f"{result.drift.reason}; put back as spec says",
                 )
         else:
+            # A spec the webhook did not see (no webhook, or Temporal away at apply time)
+            # gets the webhook's own words for what Temporal would refuse.
+            await check_in_temporal(client, resource, client.namespace, operator.facts)
             result = await apply_schedule(client, resource, remaining_from_spec=remaining_from_spec)
         target = Owned(result.schedule_id, result.namespace)
         if target not in owned:
