@@ -92,6 +92,13 @@ test-temporal: venv temporal-server ## tests against the dev server, the real se
 test-replay: venv ## committed workflow histories replay against the current code
 	@$(PYTEST) tests/replay $(PYTEST_ARGS)
 
+# Histories are recorded with the code whose workflows they stand for; existing files are
+# kept (they prove that today's code still runs what older builds started).
+HISTORY_NAMES ?=
+.PHONY: histories
+histories: venv ## record missing workflow histories for the replay gate (HISTORY_NAMES="Type/name ..." records those again)
+	@$(PY) -m tests.replay.record $(HISTORY_NAMES)
+
 CHAOS_ORDERS ?= 2000
 CHAOS_KILLS ?= 6
 .PHONY: chaos

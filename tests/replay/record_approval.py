@@ -1,11 +1,10 @@
 """Records histories of the approval workflow's paths for the replay tests.
 
-Run by hand with the workflow code whose histories should be kept (never during a test
-run): ``.venv/bin/python -m tests.replay.record_approval [NAME ...]``. Decisions, signals
-and cancellation run on a real dev server; paths that wait days (timeouts, escalation,
-cron reminders) on the time-skipping test server. Each history lands in
-``tests/replay/histories/Approval/<name>.json`` in the format ``temporal workflow show
---output json`` writes; the file name is the workflow id the replay test reports.
+Run by ``make histories`` (``tests/replay/record.py``) with the workflow code whose
+histories should be kept, never during a test run. Decisions, signals and cancellation run
+on a real dev server; paths that wait days (timeouts, escalation, cron reminders) on the
+time-skipping test server. Each history lands in ``tests/replay/histories/Approval/<name>.json``
+(see ``tests/replay/recording.py``).
 
 Histories are never recorded again to make a code change pass: a change to what the
 workflow emits goes behind ``workflow.patched`` and gets new paths here, recorded with the
@@ -15,12 +14,8 @@ A path that needs a particular mail relay names it in ``RELAYS``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import json
-import sys
-import tempfile
 import textwrap
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,7 +31,6 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowFailureError,
     WorkflowHandle,
-    WorkflowHistory,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
@@ -44,19 +38,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from muster_api.approval import DECIDE_SIGNAL, WORKFLOW, ApprovalResult, Decision, RemindRequest
 from muster_api.approval import REMIND_SIGNAL as APPROVAL_REMIND_SIGNAL
-from muster_api.search_attributes import cli_types
 from muster_approval.workflows import Approval
 from muster_dev.mailbox import Mailbox
 from muster_dev.process import free_port
-from muster_dev.temporal import DevServer, DevServerConfig
-from muster_runtime.client import connect
-from muster_runtime.settings import TemporalSettings
 from tests.approval_support import Setup, approval_worker, request, setup
-from tests.conftest import start_time_skipping_env
-
-HISTORIES = Path(__file__).parent / "histories" / "Approval"
-IDENTITY = "muster-replay-recorder"
-"""The clients' and workers' identity in recorded histories (never a host name)."""
+from tests.replay.recording import Servers, save, wanted
 
 Handle = WorkflowHandle[Any, ApprovalResult]
 
@@ -418,45 +404,18 @@ TIME_SKIPPING: dict[str, Callable[[World], Awaitable[Handle]]] = {
 
 
 @asynccontextmanager
-async def dev_server(tmp: Path) -> AsyncIterator[Client]:
-    """A throw-away dev server with Muster's search attributes."""
-    config = DevServerConfig(port=free_port(), ui_port=None, search_attributes=cli_types())
-    server = DevServer(config, log_path=tmp / "temporal.log")
-    server.start()
-    try:
-        settings = TemporalSettings(address=config.address, namespace="default")
-        yield await connect(settings, identity=IDENTITY, tracing=False)
-    finally:
-        server.stop()
-
-
-@asynccontextmanager
 async def _same_relay(where: Setup) -> AsyncIterator[Setup]:
     yield where
 
 
-def scrubbed(history: WorkflowHistory) -> Any:
-    """The history as JSON without stack traces: they name files on the recording machine,
-    and replay never reads them."""
-
-    def scrub(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {k: "" if k == "stackTrace" else scrub(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [scrub(item) for item in node]
-        return node
-
-    return scrub(history.to_json_dict())
-
-
-async def record(
+async def _record(
     client: Client,
     env: WorkflowEnvironment | None,
     paths: dict[str, Callable[[World], Awaitable[Handle]]],
     tmp: Path,
 ) -> None:
     for name, path in paths.items():
-        folder = tmp / name
+        folder = tmp / f"approval-{name}"
         folder.mkdir()
         task_queue = f"replay-{uuid.uuid4().hex[:8]}"
         relay = RELAYS.get(name, _same_relay)
@@ -467,34 +426,15 @@ async def record(
         ):
             handle = await path(World(client, task_queue, where, env))
             history = await handle.fetch_history()
-        HISTORIES.mkdir(parents=True, exist_ok=True)
-        (HISTORIES / f"{name}.json").write_text(json.dumps(scrubbed(history), indent=2) + "\n")
-        print(f"{name}: {len(history.events)} events")
+        save(WORKFLOW, name, history)
 
 
-async def main(names: list[str]) -> int:
-    unknown = set(names) - set(DEV_SERVER) - set(TIME_SKIPPING)
-    if unknown:
-        known = ", ".join([*DEV_SERVER, *TIME_SKIPPING])
-        print(f"unknown path(s) {', '.join(sorted(unknown))}; known: {known}", file=sys.stderr)
-        return 2
-    dev = {k: v for k, v in DEV_SERVER.items() if not names or k in names}
-    skipping = {k: v for k, v in TIME_SKIPPING.items() if not names or k in names}
-    with tempfile.TemporaryDirectory() as tmp:
-        if dev:
-            async with dev_server(Path(tmp)) as client:
-                await record(client, None, dev, Path(tmp))
-        if skipping:
-            # The environment's own client: only it skips time while a test waits.
-            env = await start_time_skipping_env(identity=IDENTITY)
-            try:
-                await record(env.client, env, skipping, Path(tmp))
-            finally:
-                await env.shutdown()
-    return 0
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="paths to record (default: all)")
-    sys.exit(asyncio.run(main(parser.parse_args().names)))
+async def record(servers: Servers, names: set[str] | None, refresh: bool) -> None:
+    """Record the approval paths that ``names``/``refresh`` ask for (see ``wanted``)."""
+    dev = wanted(WORKFLOW, DEV_SERVER, names, refresh)
+    skipping = wanted(WORKFLOW, TIME_SKIPPING, names, refresh)
+    if dev:
+        await _record(await servers.dev(), None, dev, servers.tmp)
+    if skipping:
+        env = await servers.skipping()
+        await _record(env.client, env, skipping, servers.tmp)
