@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 from temporalio.workflow import ActivityCancellationType
 
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from muster_approval import rules
     from muster_approval.activities import ApprovalActivities
     from muster_approval.models import UNDELIVERABLE, LoadPolicyInput, NotifyInput, ReminderInput
+    from muster_runtime.versioning import declare
 
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
 LOOKUP_TIMEOUT = timedelta(seconds=10)
@@ -67,6 +68,12 @@ TITLE_MEMO_PATCH = "title-in-memo"
 """Patch id of the step that puts a request's title in its memo (histories before it lack it)."""
 
 
+@declare(
+    VersioningBehavior.AUTO_UPGRADE,
+    "a request waits minutes to weeks for people: no build should have to stay up that long "
+    "for it, so it moves to each new build at its next task. Every change to this code must "
+    "therefore replay its histories: patched, and checked by the replay gate.",
+)
 @workflow.defn(name=WORKFLOW)
 class Approval:
     """One approval request."""

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RetryPolicy, SearchAttributeUpdate, VersioningBehavior
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 from temporalio.workflow import ParentClosePolicy
 
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from muster_fulfillment.models import ApprovalRequirement
     from muster_fulfillment.saga import CompensationOutcome, Saga, run_shielded
+    from muster_runtime.versioning import declare
 
 ENDED = {OrderStatus.FULFILLED, OrderStatus.COMPENSATED, OrderStatus.RESOLVED}
 
@@ -66,6 +67,12 @@ VISIBLE_STATUS = {
 }
 
 
+@declare(
+    VersioningBehavior.PINNED,
+    "an order runs for seconds to minutes and is one of many: it finishes on the build it "
+    "started on, so a new build may change the saga freely. An order that waits for an "
+    "approval keeps its build up while it waits (the rollout drains it, or moves it).",
+)
 @workflow.defn(name=WORKFLOW)
 class OrderFulfillment:
     """One order, start to end."""

@@ -238,6 +238,7 @@ class MetricsHub:
         *,
         service: str = "muster",
         version: str = "0.0.0",
+        build_id: str | None = None,
         readiness: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
         registry: CollectorRegistry = REGISTRY,
         global_tags: Mapping[str, str] | None = None,
@@ -246,13 +247,16 @@ class MetricsHub:
     ) -> None:
         self.registry = registry
         self.own_registry = CollectorRegistry(auto_describe=True)
+        # The build id is a label of this one series per process, not of every metric:
+        # queries join it in by pod, and a deploy adds one series, not one per metric.
         info = Gauge(
             "muster_service_info",
-            "Always 1; labels name the Muster service and its version",
-            ["service", "version"],
+            "Always 1; labels name the Muster service, its version and the build id its "
+            "worker runs as (unversioned: none)",
+            ["service", "version", "build_id"],
             registry=self.own_registry,
         )
-        info.labels(service=service, version=version).set(1)
+        info.labels(service=service, version=version, build_id=build_id or "unversioned").set(1)
         if readiness is not None:
             self.own_registry.register(ReadinessCollector(readiness))
         self.buffer = MetricBuffer(buffer_size, MetricBufferDurationFormat.MILLISECONDS)

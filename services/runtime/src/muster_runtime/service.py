@@ -24,9 +24,13 @@ from typing import Any, Self, TypeVar
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeTaskQueueRequest,
+    SetWorkerDeploymentCurrentVersionRequest,
+)
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from muster_runtime import __version__
 from muster_runtime.client import connect_with_retry
@@ -43,6 +47,7 @@ from muster_runtime.settings import (
     pod_identity,
 )
 from muster_runtime.telemetry import TelemetryConfigError, build_resource, setup_tracing
+from muster_runtime.versioning import WorkerVersion, worker_behavior
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ class ServiceProcess:
         settings: ServiceSettings,
         *,
         version: str = __version__,
+        build_id: str | None = None,
         install_signal_handlers: bool = True,
         configure_process_logging: bool = True,
         checks: Sequence[str] = ("temporal",),
@@ -79,6 +85,7 @@ class ServiceProcess:
         self.service = service
         self.settings = settings
         self.version = version
+        self.build_id = build_id
         self.health = Health()
         # Every check the process will report is declared now, so readiness cannot pass
         # before the last component (say, the worker) has even started.
@@ -102,7 +109,10 @@ class ServiceProcess:
         except TelemetryConfigError as exc:
             raise StartupError(str(exc)) from None
         self.metrics = MetricsHub(
-            service=self.service, version=self.version, readiness=self.health.readiness
+            service=self.service,
+            version=self.version,
+            build_id=self.build_id,
+            readiness=self.health.readiness,
         )
         try:
             self.server = HealthServer(
@@ -250,6 +260,66 @@ async def wait_for_poller(
     return False
 
 
+def worker_version(service: str, settings: WorkerServiceSettings) -> WorkerVersion:
+    """The worker's deployment (``muster-<service>`` unless set) and build id (None:
+    unversioned)."""
+    worker = settings.worker
+    return WorkerVersion(worker.deployment_name or f"muster-{service}", worker.build_id)
+
+
+def deployment_options(version: WorkerVersion, workflows: Sequence[type]) -> dict[str, Any]:
+    """The Worker options that put a worker in its deployment version, if it has one.
+
+    The deployment's default behaviour is the one its workflow types declare
+    (:mod:`muster_runtime.versioning`); a worker without a build id gets no options and
+    runs unversioned.
+    """
+    if not version.versioned:
+        return {}
+    assert version.build_id is not None
+    try:
+        behavior = worker_behavior(workflows)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    return {
+        "deployment_config": WorkerDeploymentConfig(
+            version=WorkerDeploymentVersion(version.deployment_name, version.build_id),
+            use_worker_versioning=True,
+            default_versioning_behavior=behavior,
+        )
+    }
+
+
+async def make_current(
+    client: Client,
+    version: WorkerVersion,
+    identity: str,
+    *,
+    stop: asyncio.Event,
+    interval: float = 1.0,
+) -> bool:
+    """Make ``version`` its deployment's current version; retried until it works or a stop.
+
+    The server knows a version only once its pollers have reached it, so the first calls
+    may fail with "not found". Returns whether it was done.
+    """
+    assert version.build_id is not None
+    request = SetWorkerDeploymentCurrentVersionRequest(
+        namespace=client.namespace,
+        deployment_name=version.deployment_name,
+        build_id=version.build_id,
+        identity=identity,
+    )
+    while not stop.is_set():
+        try:
+            await client.workflow_service.set_worker_deployment_current_version(request)
+            return True
+        except Exception as exc:
+            log.debug("making %s current failed: %s", version, exc)
+        await asyncio.sleep(interval)
+    return False
+
+
 async def run_worker(
     process: ServiceProcess,
     client: Client,
@@ -257,8 +327,15 @@ async def run_worker(
     definition: WorkerDefinition,
     *,
     identity: str,
+    version: WorkerVersion | None = None,
 ) -> int:
-    """Run a worker until a stop is requested or it fails; drain on stop. Returns exit status."""
+    """Run a worker until a stop is requested or it fails; drain on stop. Returns exit status.
+
+    With a build id in ``version`` the worker joins its Worker Deployment version and,
+    unless ``settings.worker.promote`` is "external", makes it the current version once
+    its pollers are registered. Without one it runs unversioned.
+    """
+    version = version or WorkerVersion(settings.worker.deployment_name or "muster", None)
     options: dict[str, Any] = {
         "workflow_runner": muster_workflow_runner(),
         "task_queue": settings.worker.task_queue,
@@ -269,8 +346,13 @@ async def run_worker(
         "max_concurrent_workflow_tasks": settings.worker.max_concurrent_workflow_tasks,
         "max_cached_workflows": settings.worker.max_cached_workflows,
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker.graceful_shutdown_seconds),
+        **deployment_options(version, definition.workflows),
         **definition.worker_options,
     }
+    if version.versioned:
+        log.info("worker version %s (promote: %s)", version, settings.worker.promote)
+    else:
+        log.info("worker runs unversioned: no build id (%s)", _BUILD_ID_HINT)
     worker = Worker(client, **options)
     process.health.register("worker", f"starting pollers on {settings.worker.task_queue}")
     run_task = asyncio.create_task(worker.run())
@@ -283,10 +365,16 @@ async def run_worker(
             has_workflows=bool(definition.workflows),
             stop=process.stop_requested,
         )
-        if seen and not run_task.done():
-            process.health.set(
-                "worker", ok=True, detail=f"polling task queue {settings.worker.task_queue}"
-            )
+        if not seen or run_task.done():
+            return
+        polling = f"polling task queue {settings.worker.task_queue}"
+        if version.versioned and settings.worker.promote == "on-start":
+            process.health.set("worker", ok=False, detail=f"making {version} current")
+            if not await make_current(client, version, identity, stop=process.stop_requested):
+                return
+            log.info("%s is the current version of %s", version, version.deployment_name)
+        where = f" as {version}" if version.versioned else ""
+        process.health.set("worker", ok=True, detail=polling + where)
 
     process.spawn(mark_polling())
     for job in definition.background:
@@ -319,6 +407,8 @@ async def run_worker(
     return status
 
 
+_BUILD_ID_HINT = "set MUSTER_<SERVICE>_WORKER__BUILD_ID to run as a Worker Deployment version"
+
 SettingsT = TypeVar("SettingsT", bound=WorkerServiceSettings)
 
 
@@ -332,9 +422,11 @@ async def serve_worker(
 ) -> int:
     """The whole life of a worker process: start, connect, build, run, drain, stop."""
     identity = settings.worker.identity or f"{service}-{pod_identity()}"
+    version = worker_version(service, settings)
     async with ServiceProcess(
         service,
         settings,
+        build_id=version.build_id,
         install_signal_handlers=install_signal_handlers,
         checks=("temporal", "worker"),
     ) as process:
@@ -342,7 +434,9 @@ async def serve_worker(
         if client is None:
             return 0
         definition = await build(client, settings)
-        return await run_worker(process, client, settings, definition, identity=identity)
+        return await run_worker(
+            process, client, settings, definition, identity=identity, version=version
+        )
 
 
 def fail_startup(service: str, problems: Sequence[str]) -> int:

@@ -221,6 +221,28 @@ class WorkerSettings(BaseModel):
     """After SIGTERM, in-flight activities get this long to finish before being cancelled."""
     identity: str | None = None
     """Worker identity shown in Temporal; default <service>-<pid>@<pod or host>."""
+    build_id: str | None = Field(default=None, max_length=255)
+    """Build id of this worker's code for Worker Versioning: the image tag or digest (the
+    chart sets it), the git revision under `muster up`. Unset or empty: the worker runs
+    unversioned, and every workflow it polls for replays on whatever code it has."""
+    deployment_name: str | None = Field(default=None, max_length=255, pattern=r"^[^.\s]+$")
+    """Worker Deployment the worker's versions belong to (no dots); default muster-<service>,
+    one per service."""
+    promote: Literal["on-start", "external"] = "on-start"
+    """on-start: once its pollers are registered, a versioned worker makes its build the
+    deployment's current version (new runs go to it; pinned runs stay on their build).
+    external: something else does that (the operator, or `temporal worker deployment
+    set-current-version`)."""
+
+    @field_validator("build_id", mode="before")
+    @classmethod
+    def _empty_build_id(cls, value: Any) -> Any:
+        # The chart passes an empty value when no image tag is known: unversioned.
+        if isinstance(value, str) and not value.strip():
+            return None
+        if isinstance(value, str) and any(c.isspace() for c in value):
+            raise ValueError("a build id has no white space")
+        return value
 
 
 class ServiceSettings(BaseSettings):

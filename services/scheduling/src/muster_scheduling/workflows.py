@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey, VersioningBehavior
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,9 +25,15 @@ with workflow.unsafe.imports_passed_through():
         RemindersInput,
         RemindersResult,
     )
+    from muster_runtime.versioning import declare
     from muster_scheduling.activities import SchedulingActivities
     from muster_scheduling.models import RemindRound, ReportWindow
 
+SCHEDULED_RUN = (
+    "a scheduled run lasts seconds to minutes and the next one starts afresh: it finishes on "
+    "the build it started on, and the next run takes the new build."
+)
+"""Why every scheduled workflow is pinned (Worker Versioning)."""
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 CALL_TIMEOUT = timedelta(minutes=2)
 RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=10)
@@ -44,6 +50,7 @@ def run_key(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+@declare(VersioningBehavior.PINNED, SCHEDULED_RUN)
 @workflow.defn(name=DAILY_REPORT)
 class DailyReportWorkflow:
     """Yesterday's orders ledger (in the report's time zone), stored once per business day."""
@@ -65,6 +72,7 @@ class DailyReportWorkflow:
         )
 
 
+@declare(VersioningBehavior.PINNED, SCHEDULED_RUN)
 @workflow.defn(name=DATA_SYNC)
 class DataSyncWorkflow:
     """Copy new inventory moves into the warehouse, batch by batch, from the watermark on."""
@@ -90,6 +98,7 @@ class DataSyncWorkflow:
         )
 
 
+@declare(VersioningBehavior.PINNED, SCHEDULED_RUN)
 @workflow.defn(name=HEALTH_CHECK)
 class HealthCheckWorkflow:
     """Ask every backend; the run fails (visible in the schedule) when one is unhealthy."""
@@ -115,6 +124,7 @@ class HealthCheckWorkflow:
         return result
 
 
+@declare(VersioningBehavior.PINNED, SCHEDULED_RUN)
 @workflow.defn(name=APPROVAL_REMINDERS)
 class ApprovalRemindersWorkflow:
     """One reminder round for a policy's pending requests (a policy's reminder schedule)."""
