@@ -472,6 +472,8 @@ BAD_VALUES = [
     (["--set", "operator.webhook.timeoutSeconds=60"], "operator.webhook.timeoutSeconds"),
     # A client certificate that would be ignored (TLS left off) is refused instead.
     (["--set", "temporal.tls.clientSecret=temporal-client-tls"], "temporal.tls.enabled"),
+    (["--set", "versioning.promote=always"], "versioning.promote"),
+    (["--set", "versioning.buildId=a b"], "versioning.buildId"),
 ]
 
 
@@ -557,3 +559,35 @@ def test_a_saga_without_backends_is_refused(helm: Run, args: list[str], mentions
     assert result.returncode != 0
     assert mentions in result.stderr
     assert "enable the reference backends (backends.enabled=true)" in result.stderr
+
+
+def _worker_env(manifests: list[Manifest]) -> dict[str, dict[str, str]]:
+    """Per worker Deployment, its Worker Versioning variables."""
+    found = {}
+    for name, deployment in _by_kind(manifests, "Deployment").items():
+        for _, container in containers(deployment):
+            env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+            found[name] = {
+                k.split("_WORKER__", 1)[1]: v for k, v in env.items()
+                if "_WORKER__" in k and k.split("_WORKER__", 1)[1] in VERSIONING_VARIABLES
+            }  # fmt: skip
+    return {name: env for name, env in found.items() if env}
+
+
+VERSIONING_VARIABLES = {"BUILD_ID", "DEPLOYMENT_NAME", "PROMOTE"}
+
+
+def test_every_worker_runs_as_a_version_named_by_its_image_tag(helm: Run) -> None:
+    manifests = render(helm, "production", "--set", "image.tag=1.4.0",
+                       "--set", "fulfillment.image.tag=1.4.1")  # fmt: skip
+    assert _worker_env(manifests) == {
+        f"muster-{c}": {"DEPLOYMENT_NAME": f"muster-{c}",
+                        "BUILD_ID": "1.4.1" if c == "fulfillment" else "1.4.0",
+                        "PROMOTE": "on-start"}
+        for c in ("approval", "fulfillment", "scheduling")
+    }  # fmt: skip
+    pinned = render(helm, "production", "--set", "versioning.buildId=sha256-0a1b2c",
+                    "--set", "versioning.promote=external")  # fmt: skip
+    assert {e["BUILD_ID"] for e in _worker_env(pinned).values()} == {"sha256-0a1b2c"}
+    assert {e["PROMOTE"] for e in _worker_env(pinned).values()} == {"external"}
+    assert _worker_env(render(helm, "production", "--set", "versioning.enabled=false")) == {}

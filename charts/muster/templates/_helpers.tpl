@@ -282,10 +282,24 @@ spec:
 {{- end }}
 {{- end }}
 
-{{/* Worker settings under a prefix: (list "MUSTER_APPROVAL_" .Values.approval). */}}
+{{/* Worker settings under a prefix: (list "MUSTER_APPROVAL_" .Values.approval $ "approval").
+The build id is versioning.buildId, else the worker's image tag: a new image is a new
+Worker Deployment version. */}}
 {{- define "muster.workerEnv" -}}
 {{- $prefix := index . 0 -}}
 {{- $values := index . 1 -}}
+{{- $root := index . 2 -}}
+{{- $component := index . 3 -}}
+{{- with $root.Values.versioning }}
+{{- if .enabled }}
+- name: {{ $prefix }}WORKER__DEPLOYMENT_NAME
+  value: {{ printf "%s-%s" (include "muster.fullname" $root) $component | replace "." "-" | quote }}
+- name: {{ $prefix }}WORKER__BUILD_ID
+  value: {{ .buildId | default $values.image.tag | default $root.Values.image.tag | default $root.Chart.AppVersion | quote }}
+- name: {{ $prefix }}WORKER__PROMOTE
+  value: {{ .promote | quote }}
+{{- end }}
+{{- end }}
 - name: {{ $prefix }}WORKER__TASK_QUEUE
   value: {{ $values.taskQueue | quote }}
 - name: {{ $prefix }}WORKER__MAX_CONCURRENT_ACTIVITIES

@@ -38,6 +38,7 @@ def _up(args: argparse.Namespace) -> int:
             "examples": args.examples,
             "schedules": args.schedules,
             "prometheus_port": args.prometheus_port,
+            "build_id": args.build_id,
         }.items()
         if value is not None
     }
@@ -111,6 +112,11 @@ def register(sub: Any) -> None:
         type=int,
         help="also run a local Prometheus on this port, scraping every service and "
         "evaluating Muster's alert rules (Debian's prometheus: `make prometheus`)",
+    )
+    up.add_argument(
+        "--build-id",
+        help="build id the workers run as (Worker Versioning; default the git revision, or a "
+        "hash of the sources outside a checkout; 'none' runs them unversioned)",
     )
     up.set_defaults(func=_up)
 

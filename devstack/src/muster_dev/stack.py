@@ -30,6 +30,7 @@ from typing import IO, Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from muster_dev.buildid import local_build_id
 from muster_dev.process import ManagedProcess, port_in_use
 from muster_dev.prometheus import PrometheusConfig, PrometheusServer, prometheus_binary
 from muster_dev.services import (
@@ -104,6 +105,10 @@ class StackSettings(BaseSettings):
     Muster's alert rules (Debian's prometheus: `make prometheus`); unset: none."""
     alert_rules: Path = Path("charts/muster/files/alerts.yaml")
     """Prometheus rule file the local Prometheus evaluates (skipped when missing)."""
+    build_id: str | None = None
+    """Build id the workers run as (Worker Versioning); default the git revision (with a
+    hash of uncommitted changes), or a hash of the sources outside a checkout; "none" runs
+    them unversioned."""
 
     @field_validator("schedules", mode="before")
     @classmethod
@@ -620,6 +625,19 @@ async def apply_schedules(folder: Path, temporal: TemporalSettings) -> list[str]
     return lines
 
 
+def worker_build_id(setting: str | None, out: Callable[[str], None]) -> str | None:
+    """The build id every worker of the stack runs as; None: unversioned."""
+    if setting == "none":
+        out("workers run unversioned (MUSTER_UP_BUILD_ID=none)")
+        return None
+    if setting:
+        out(f"workers run as build {setting}")
+        return setting
+    build, source = local_build_id()
+    out(f"workers run as build {build} (from {source})")
+    return build
+
+
 async def run_stack(settings: StackSettings, out: Callable[[str], None] = print) -> int:
     """Run the whole stack until Ctrl-C/SIGTERM; returns the exit status."""
     stack = LocalStack(settings, out=out)
@@ -645,6 +663,10 @@ async def run_stack(settings: StackSettings, out: Callable[[str], None] = print)
             for name, port in item.extra.items():
                 ports[f"{item.spec.name}.{name}"] = port
         envs = {item.spec.name: stack.service_env(item, ports) for item in planned}
+        build = worker_build_id(settings.build_id, out)
+        for item in planned:
+            if item.spec.kind == "worker" and build is not None:
+                envs[item.spec.name][f"{item.spec.env_prefix}WORKER__BUILD_ID"] = build
         reading = {
             name: next((env[v] for v in POLICIES_DIR_VARIABLES if v in env), None)
             for name, env in envs.items()
