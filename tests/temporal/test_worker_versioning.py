@@ -1,4 +1,5 @@
-"""Worker Versioning with real worker processes on the real dev server: a fulfillment worker
+"""Worker Versioning with real worker processes, on the dev server and on the real Temporal
+server (their launchers turn Worker Deployments on): a fulfillment worker
 started with a build id registers its version in its deployment and makes it current; a
 pinned order that waits (for an approval) stays on that build while a second build of the
 worker becomes current and takes new orders; the waiting order then finishes on the first
@@ -28,9 +29,16 @@ from muster_api.fulfillment import (
 )
 from muster_dev.process import ManagedProcess
 from tests.fulfillment_support import ApprovalStandIn, BackendsProcess, order, sku, start_backends
-from tests.helpers import async_wait_until, free_port, http_get, start_service, wait_until
+from tests.helpers import (
+    ON_BOTH_SERVERS,
+    async_wait_until,
+    free_port,
+    http_get,
+    start_service,
+    wait_until,
+)
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(300), ON_BOTH_SERVERS]
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,11 @@ class DevServerConfig:
         default_factory=lambda: {
             # Newly registered search attributes are usable at once, not after a cache TTL.
             "system.forceSearchAttributesCacheRefreshOnRead": "true",
+            # Worker Deployments (Worker Versioning), which every versioned Muster worker
+            # joins. The dev server of Temporal CLI 1.9 (server 1.32) has them on already;
+            # named here so a CLI whose defaults differ still runs Muster's workers.
+            "system.enableDeploymentVersions": "true",
+            "frontend.workerVersioningWorkflowAPIs": "true",
         }
     )
 
