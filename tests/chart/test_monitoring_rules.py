@@ -119,3 +119,51 @@ def test_every_alert_has_a_runbook_section(rules_file: Path) -> None:
         assert link.startswith("docs/runbooks.md#"), rule["alert"]
         assert link.split("#", 1)[1] in anchors, f"{rule['alert']}: no section {link}"
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+
+
+NDE = (
+    'temporal_workflow_task_execution_failed{namespace="shop",pod="%s",'
+    'workflow_type="Approval",failure_reason="%s"}'
+)
+INFO = 'muster_service_info{namespace="shop",pod="%s",service="approval",version="1",build_id="%s"}'
+
+
+def test_the_non_determinism_alert_fires_for_the_build_that_fails(
+    rules_file: Path, tmp_path: Path
+) -> None:
+    """``promtool test rules`` on the rendered rules: a non-determinism error on the pod of
+    build v2 fires MusterNonDeterminismError for v2 only; other task failures, and build
+    v1 without errors, fire nothing."""
+    assert PROMTOOL is not None
+    series = [
+        {"series": INFO % ("approval-v1", "v1"), "values": "1x20"},
+        {"series": INFO % ("approval-v2", "v2"), "values": "1x20"},
+        {"series": NDE % ("approval-v1", "Workflow"), "values": "0 1 2 3 4 5 6 7 8 9 10"},
+        {"series": NDE % ("approval-v2", "NonDeterminismError"), "values": "_ _ _ 1 2 3 4"},
+    ]
+    alert = {"alertname": "MusterNonDeterminismError"}
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "2m", **alert, "exp_alerts": []},
+                {"eval_time": "5m", **alert, "exp_alerts": [{
+                    "exp_labels": {"severity": "critical", "namespace": "shop",
+                                   "workflow_type": "Approval", "build_id": "v2"},
+                    "exp_annotations": {
+                        "summary": "Approval workflows do not replay on build v2: a code "
+                        "change breaks running workflows, which are stuck until it is undone",
+                        "runbook": "docs/runbooks.md#musternondeterminismerror",
+                    },
+                }]},
+            ],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "tests.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr

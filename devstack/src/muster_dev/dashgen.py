@@ -191,12 +191,18 @@ OVERVIEW = Dashboard(
         ),
         _table(
             "Running services",
-            "Muster processes reporting in, by service and version (muster_service_info).",
+            "Muster processes reporting in, by service, version and the build id their "
+            "worker runs as (muster_service_info; unversioned: no build id).",
             Query(
-                f"count by (service, version) (muster_service_info{{{NS}}})",
-                "{{service}} {{version}}",
+                f"count by (service, version, build_id) (muster_service_info{{{NS}}})",
+                "{{service}} {{version}} {{build_id}}",
             ),
-            {"service": "Service", "version": "Version", "Value": "Processes"},
+            {
+                "service": "Service",
+                "version": "Version",
+                "build_id": "Build",
+                "Value": "Processes",
+            },  # fmt: skip
             time_from=None,
         ),
     ),
@@ -619,6 +625,33 @@ TEMPORAL_WORKERS = Dashboard(
             "(a workflow that is not found counts too).",
             "reqps",
             Query(f"sum by (operation) ({_rate('temporal_request_failure')})", "{{operation}}"),
+        ),
+        _timeseries(
+            "Workers by build",
+            "Worker processes per service and build id (Worker Versioning): during a rollout "
+            "the old build stays until its pinned workflows are done.",
+            "short",
+            Query(
+                f"count by (service, build_id) (muster_service_info{{{NS}}})",
+                "{{service}} {{build_id}}",
+            ),
+        ),
+        _timeseries(
+            "Non-determinism errors by build",
+            "Workflow tasks per second that could not replay their history on the worker's "
+            "code (the SDK's failure_reason NonDeterminismError), by workflow type and the "
+            "build of the worker that ran them. Anything above zero is a code change that "
+            "breaks running workflows (runbook MusterNonDeterminismError).",
+            "ops",
+            Query(
+                "sum by (workflow_type, build_id) ("
+                + _rate(
+                    "temporal_workflow_task_execution_failed",
+                    f'{TASK_QUEUE_SCOPE},failure_reason="NonDeterminismError"',
+                )
+                + f" * on (namespace, pod) group_left (build_id) muster_service_info{{{NS}}})",
+                "{{workflow_type}} {{build_id}}",
+            ),
         ),
         _timeseries(
             "Workflow task failures",
