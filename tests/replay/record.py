@@ -5,8 +5,10 @@ every workflow type Muster registers (approval, order, scheduled runs, canary), 
 the files that exist alone: a history recorded by an older build is what proves that
 today's code still runs the workflows that build started. ``NAME`` arguments
 (``cancelled`` or ``Approval/cancelled``) record those paths again; ``--refresh`` records
-every path again, which is only right when no workflow of the old code can still be
-running (see docs/development.md, "Changing a workflow").
+every path again. A workflow type's name records all of its paths. Recording again is
+right for a pinned type whose change ships as a new worker version (its running workflows
+stay on the old build), or once no workflow of the old code can still be running (see
+docs/development.md, "Changing a workflow").
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def known() -> set[str]:
 
 async def main(names: list[str], refresh: bool) -> int:
     paths = known()
-    short = {p.split("/", 1)[1] for p in paths}
+    short = {p.split("/", 1)[1] for p in paths} | {p.split("/", 1)[0] for p in paths}
     unknown = [n for n in names if n not in paths and n not in short]
     if unknown:
         print(
@@ -58,7 +60,11 @@ async def main(names: list[str], refresh: bool) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="paths to record again (default: missing ones)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        help="paths (name, Type/name or Type) to record again (default: missing ones)",
+    )
     parser.add_argument("--refresh", action="store_true", help="record every path again")
     arguments = parser.parse_args()
     sys.exit(asyncio.run(main(arguments.names, arguments.refresh)))

@@ -91,9 +91,11 @@ def save(workflow_type: str, name: str, history: WorkflowHistory) -> None:
 def wanted(
     workflow_type: str, paths: dict[str, Any], names: set[str] | None, refresh: bool
 ) -> dict[str, Any]:
-    """The paths to record: those named (``name`` or ``<workflow type>/name``), or all with
-    ``refresh``, or else those that have no file yet."""
+    """The paths to record: those named (``name``, ``<workflow type>/name``, or the workflow
+    type for all of its paths), or all with ``refresh``, or else those with no file yet."""
     if names is not None:
+        if workflow_type in names:
+            return dict(paths)
         return {k: v for k, v in paths.items() if k in names or f"{workflow_type}/{k}" in names}
     if refresh:
         return dict(paths)
