@@ -202,7 +202,7 @@ OVERVIEW = Dashboard(
                 "version": "Version",
                 "build_id": "Build",
                 "Value": "Processes",
-            },  # fmt: skip
+            },
             time_from=None,
         ),
     ),
