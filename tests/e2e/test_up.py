@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -99,6 +100,12 @@ def test_make_up_then_ctrl_c(tmp_path: Path) -> None:
         metrics = http_get(canary + "/metrics")[1]
         assert "\ntemporal_request{" in metrics
         assert "muster_canary_echoes_total 1.0" in metrics
+        # Every worker runs as a Worker Deployment version named by the git revision, made
+        # current by the worker itself once it polled.
+        build = re.search(r"workers run as build (git-[0-9a-f]{12}\S*) \(from the git", text)
+        assert build is not None, text
+        assert f'build_id="{build.group(1)}"' in metrics
+        assert f"as muster-canary.{build.group(1)}" in http_get(canary + "/readyz")[1]
         assert http_get(f"http://127.0.0.1:{ui_port}/")[0] == 200
 
         listing = subprocess.run(
