@@ -121,11 +121,16 @@ def test_every_alert_has_a_runbook_section(rules_file: Path) -> None:
         assert rule["labels"]["severity"] in {"info", "warning", "critical"}
 
 
+# As scraped with honorLabels: the SDK's series carry the Temporal namespace ("default"),
+# muster_service_info the pod's Kubernetes namespace ("shop").
 NDE = (
-    'temporal_workflow_task_execution_failed{namespace="shop",pod="%s",'
+    'temporal_workflow_task_execution_failed{namespace="default",instance="%s:9090",pod="%s",'
     'workflow_type="Approval",failure_reason="%s"}'
 )
-INFO = 'muster_service_info{namespace="shop",pod="%s",service="approval",version="1",build_id="%s"}'
+INFO = (
+    'muster_service_info{namespace="shop",instance="%s:9090",pod="%s",service="approval",'
+    'version="1",build_id="%s"}'
+)
 
 
 def test_the_non_determinism_alert_fires_for_the_build_that_fails(
@@ -136,10 +141,13 @@ def test_the_non_determinism_alert_fires_for_the_build_that_fails(
     v1 without errors, fire nothing."""
     assert PROMTOOL is not None
     series = [
-        {"series": INFO % ("approval-v1", "v1"), "values": "1x20"},
-        {"series": INFO % ("approval-v2", "v2"), "values": "1x20"},
-        {"series": NDE % ("approval-v1", "Workflow"), "values": "0 1 2 3 4 5 6 7 8 9 10"},
-        {"series": NDE % ("approval-v2", "NonDeterminismError"), "values": "_ _ _ 1 2 3 4"},
+        {"series": INFO % ("10.0.0.1", "approval-v1", "v1"), "values": "1x20"},
+        {"series": INFO % ("10.0.0.2", "approval-v2", "v2"), "values": "1x20"},
+        {"series": NDE % ("10.0.0.1", "approval-v1", "Workflow"), "values": "0 1 2 3 4 5 6 7 8"},
+        {
+            "series": NDE % ("10.0.0.2", "approval-v2", "NonDeterminismError"),
+            "values": "_ _ _ 1 2 3 4",
+        },
     ]
     alert = {"alertname": "MusterNonDeterminismError"}
     tests = {
@@ -151,7 +159,7 @@ def test_the_non_determinism_alert_fires_for_the_build_that_fails(
             "alert_rule_test": [
                 {"eval_time": "2m", **alert, "exp_alerts": []},
                 {"eval_time": "5m", **alert, "exp_alerts": [{
-                    "exp_labels": {"severity": "critical", "namespace": "shop",
+                    "exp_labels": {"severity": "critical", "namespace": "default",
                                    "workflow_type": "Approval", "build_id": "v2"},
                     "exp_annotations": {
                         "summary": "Approval workflows do not replay on build v2: a code "

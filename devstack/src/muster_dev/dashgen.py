@@ -637,32 +637,17 @@ TEMPORAL_WORKERS = Dashboard(
             ),
         ),
         _timeseries(
-            "Non-determinism errors by build",
-            "Workflow tasks per second that could not replay their history on the worker's "
-            "code (the SDK's failure_reason NonDeterminismError), by workflow type and the "
-            "build of the worker that ran them. Anything above zero is a code change that "
-            "breaks running workflows (runbook MusterNonDeterminismError).",
-            "ops",
-            Query(
-                "sum by (workflow_type, build_id) ("
-                + _rate(
-                    "temporal_workflow_task_execution_failed",
-                    f'{TASK_QUEUE_SCOPE},failure_reason="NonDeterminismError"',
-                )
-                + f" * on (namespace, pod) group_left (build_id) muster_service_info{{{NS}}})",
-                "{{workflow_type}} {{build_id}}",
-            ),
-        ),
-        _timeseries(
             "Workflow task failures",
-            "Workflow tasks that failed per second; nondeterminism, unknown workflow types "
-            "and bugs in workflow code show up here.",
+            "Workflow tasks that failed per second, by workflow type, the SDK's failure "
+            "reason and the build of the worker that ran them. NonDeterminismError is code "
+            "that no longer replays its workflows' histories (alert MusterNonDeterminismError); "
+            "unknown workflow types and bugs in workflow code show up here too.",
             "ops",
             Query(
-                "sum by (task_queue, workflow_type) ("
+                "sum by (task_queue, workflow_type, failure_reason, build_id) ("
                 + _rate("temporal_workflow_task_execution_failed", TASK_QUEUE_SCOPE)
-                + ")",
-                "{{task_queue}} {{workflow_type}}",
+                + " * on (instance, pod) group_left (build_id) muster_service_info)",
+                "{{workflow_type}} {{failure_reason}} {{build_id}}",
             ),
         ),
     ),
