@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from muster_dev import node as node_module
-from muster_dev.cluster import STATE_FILE
+from muster_dev.cluster import STATE_FILE, launcher_running, read_state
+from muster_dev.node import leftovers
 from muster_dev.process import ManagedProcess
 from muster_dev.temporal import find_tool
 from muster_runtime.polling import PollTimeout, wait_until
@@ -81,7 +82,25 @@ def muster_command(*args: str) -> list[str]:
 def start_cluster(
     workdir: Path, *, images: tuple[str, ...] = (BASE_IMAGE,), timeout: float = 300
 ) -> ClusterHandle:
-    """``muster cluster up`` with ``images`` imported; returns once it says it is ready."""
+    """``muster cluster up`` with ``images`` imported; returns once it says it is ready.
+
+    The host is snapshotted after ``muster cluster down`` has removed whatever an earlier
+    node left behind (a stale state file, say): ``up`` would clean that itself, and the
+    tier compares the host after ``down`` with a host that never had a node."""
+    if launcher_running():
+        raise RuntimeError(
+            "a Muster node already runs on this machine (one node per machine): "
+            "stop it with `muster cluster down` before running the cluster tier"
+        )
+    if read_state() is not None or leftovers():
+        cleaned = subprocess.run(
+            muster_command("cluster", "down"), capture_output=True, text=True, check=False
+        )
+        if cleaned.returncode != 0:
+            raise RuntimeError(
+                "an earlier node left things behind that `muster cluster down` could not "
+                f"remove:\n{cleaned.stdout}{cleaned.stderr}"
+            )
     before = HostSnapshot.take()
     kubeconfig = workdir / "kubeconfig"
     log = workdir.parent / f"{workdir.name}-up.log"

@@ -14,8 +14,9 @@ The import rules between Muster's own modules are import-linter contracts in
 
 from __future__ import annotations
 
-import ast
+import json
 import re
+import subprocess
 import sys
 import tomllib
 from functools import cache
@@ -60,16 +61,34 @@ def declared(distribution: str) -> set[str]:
     }
 
 
+# Parsed in a child process: CPython 3.11's AST converter keeps its recursion depth in
+# interpreter-wide state, and another thread of the test process that builds ASTs (or runs
+# a finaliser mid-conversion) makes ``ast.parse`` fail with "AST constructor recursion
+# depth mismatch" (python/cpython#106905).
+_IMPORTS_SCRIPT = """
+import ast, json, sys
+from pathlib import Path
+names = set()
+for path in sorted(Path(sys.argv[1]).rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+print(json.dumps(sorted(names)))
+"""
+
+
+@cache
 def imported_top_levels(distribution: str) -> set[str]:
     """Top-level modules the package's code imports (absolute imports only)."""
-    names: set[str] = set()
-    for path in (PACKAGES[distribution] / "src").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names.add(node.module.split(".")[0])
-    return names
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_SCRIPT, str(PACKAGES[distribution] / "src")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(json.loads(result.stdout))
 
 
 @cache
