@@ -89,7 +89,7 @@ def start_cluster(
     tier compares the host after ``down`` with a host that never had a node."""
     if launcher_running():
         raise RuntimeError(
-            "a Muster node already runs on this machine (one node per machine): "
+            "a Muster node already runs on this host (one node per host): "
             "stop it with `muster cluster down` before running the cluster tier"
         )
     if read_state() is not None or leftovers():
