@@ -129,7 +129,7 @@ NDE = (
 )
 INFO = (
     'muster_service_info{namespace="shop",instance="%s:9090",pod="%s",service="approval",'
-    'version="1",build_id="%s"}'
+    'version="1",build_id="%s",worker_deployment="muster-approval"}'
 )
 
 
@@ -160,7 +160,8 @@ def test_the_non_determinism_alert_fires_for_the_build_that_fails(
                 {"eval_time": "2m", **alert, "exp_alerts": []},
                 {"eval_time": "5m", **alert, "exp_alerts": [{
                     "exp_labels": {"severity": "critical", "namespace": "default",
-                                   "workflow_type": "Approval", "build_id": "v2"},
+                                   "workflow_type": "Approval", "build_id": "v2",
+                                   "worker_deployment": "muster-approval"},
                     "exp_annotations": {
                         "summary": "Approval workflows do not replay on build v2: a code "
                         "change breaks running workflows, which are stuck until it is undone",

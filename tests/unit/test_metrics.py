@@ -121,15 +121,21 @@ def test_one_body_holds_service_metrics_core_metrics_and_readiness() -> None:
     parsed = families(text)
     assert "muster_test_orders" in parsed
     assert "temporal_request" in parsed
-    info = 'muster_service_info{build_id="unversioned",service="canary",version="1.2.3"} 1.0'
+    info = (
+        'muster_service_info{build_id="unversioned",service="canary",version="1.2.3",'
+        'worker_deployment="unversioned"} 1.0'
+    )
     assert info in text
     assert 'muster_ready{check="temporal"} 1.0' in text
     assert 'muster_ready{check="worker"} 0.0' in text
 
 
-def test_service_info_names_the_build_id() -> None:
+def test_service_info_names_the_build_id_and_worker_deployment() -> None:
     hub = MetricsHub(service="approval", version="1.2.3", build_id="git-0123abcd",
-                     registry=CollectorRegistry())  # fmt: skip
+                     worker_deployment="muster-approval", registry=CollectorRegistry())  # fmt: skip
     text = hub.render().decode()
-    info = 'muster_service_info{build_id="git-0123abcd",service="approval",version="1.2.3"} 1.0'
+    info = (
+        'muster_service_info{build_id="git-0123abcd",service="approval",version="1.2.3",'
+        'worker_deployment="muster-approval"} 1.0'
+    )
     assert info in text

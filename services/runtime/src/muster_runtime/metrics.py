@@ -239,6 +239,7 @@ class MetricsHub:
         service: str = "muster",
         version: str = "0.0.0",
         build_id: str | None = None,
+        worker_deployment: str | None = None,
         readiness: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
         registry: CollectorRegistry = REGISTRY,
         global_tags: Mapping[str, str] | None = None,
@@ -251,12 +252,18 @@ class MetricsHub:
         # queries join it in by pod, and a deploy adds one series, not one per metric.
         info = Gauge(
             "muster_service_info",
-            "Always 1; labels name the Muster service, its version and the build id its "
-            "worker runs as (unversioned: none)",
-            ["service", "version", "build_id"],
+            "Always 1; labels name the Muster service, its version, and the build id and "
+            "Worker Deployment its worker runs as (unversioned: none)",
+            ["service", "version", "build_id", "worker_deployment"],
             registry=self.own_registry,
         )
-        info.labels(service=service, version=version, build_id=build_id or "unversioned").set(1)
+        versioned = build_id is not None
+        info.labels(
+            service=service,
+            version=version,
+            build_id=build_id or "unversioned",
+            worker_deployment=(worker_deployment or "") if versioned else "unversioned",
+        ).set(1)
         if readiness is not None:
             self.own_registry.register(ReadinessCollector(readiness))
         self.buffer = MetricBuffer(buffer_size, MetricBufferDurationFormat.MILLISECONDS)

@@ -78,6 +78,7 @@ class ServiceProcess:
         *,
         version: str = __version__,
         build_id: str | None = None,
+        worker_deployment: str | None = None,
         install_signal_handlers: bool = True,
         configure_process_logging: bool = True,
         checks: Sequence[str] = ("temporal",),
@@ -86,6 +87,7 @@ class ServiceProcess:
         self.settings = settings
         self.version = version
         self.build_id = build_id
+        self.worker_deployment = worker_deployment
         self.health = Health()
         # Every check the process will report is declared now, so readiness cannot pass
         # before the last component (say, the worker) has even started.
@@ -112,6 +114,7 @@ class ServiceProcess:
             service=self.service,
             version=self.version,
             build_id=self.build_id,
+            worker_deployment=self.worker_deployment,
             readiness=self.health.readiness,
         )
         try:
@@ -427,6 +430,7 @@ async def serve_worker(
         service,
         settings,
         build_id=version.build_id,
+        worker_deployment=version.deployment_name,
         install_signal_handlers=install_signal_handlers,
         checks=("temporal", "worker"),
     ) as process:
