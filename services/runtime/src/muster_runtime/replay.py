@@ -15,9 +15,15 @@ operator, in the build's image); ``python -m muster_runtime.replay`` is its comm
     python -m muster_runtime.replay --workflows muster_approval.workflows:Approval \\
         tests/replay/histories/Approval
 
-Histories are files in the JSON format ``temporal workflow show --output json`` writes.
-Local activities' inputs are not in a history and are not compared; nor are patch markers
-(the replayer checks those itself).
+Histories are files in the JSON format ``temporal workflow show --output json`` writes,
+or, for a rollout's gate, the histories of workflows still running in a Worker Deployment,
+fetched from Temporal (``--running-in``): a sample of its auto-upgrade workflows (those
+that move to a new build at their next task), spread over their start times, replayed on
+the code of the build being rolled out; ``--verdict-for`` writes the verdict into that
+build's version metadata (:data:`muster_runtime.versioning.GATE_METADATA_KEY`), where the
+operator reads it. A running workflow's history is compared up to its last completed
+workflow task. Local activities' inputs are not in a history and are not compared; nor are
+patch markers (the replayer checks those itself).
 """
 
 from __future__ import annotations
@@ -33,15 +39,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from temporalio.api.common.v1 import Payload
+from temporalio.api.deployment.v1 import WorkerDeploymentVersion
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.failure.v1 import Failure
 from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import UpdateWorkerDeploymentVersionMetadataRequest
 from temporalio.bridge.proto.workflow_activation import WorkflowActivation
 from temporalio.bridge.proto.workflow_commands import WorkflowCommand
 from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
-from temporalio.client import WorkflowHistory
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import SerializationContext
+from temporalio.converter import SerializationContext, default
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import (
     Replayer,
     UnsandboxedWorkflowRunner,
@@ -52,6 +61,7 @@ from temporalio.worker import (
 from temporalio.workflow import Info
 
 from muster_runtime.sandbox import muster_workflow_runner
+from muster_runtime.versioning import GATE_METADATA_KEY
 
 PATCHES_ATTRIBUTE = "TemporalChangeVersion"
 """The search attribute Core upserts beside each ``workflow.patched`` marker."""
@@ -124,12 +134,19 @@ class RecordingRunner(WorkflowRunner):
     def set_worker_level_failure_exception_types(self, types: Any) -> None:
         self.inner.set_worker_level_failure_exception_types(types)
 
-    def failures(self) -> list[str]:
-        """Messages of activations the workflow code failed (a task failure on replay)."""
-        return [c.failed.failure.message for _, c in self.activations if c.HasField("failed")]
+    def failures(self, until: int | None = None) -> list[str]:
+        """Messages of activations the workflow code failed (a task failure on replay), of
+        workflow tasks started at or before ``until`` when given."""
+        return [
+            c.failed.failure.message
+            for a, c in self.activations
+            if c.HasField("failed") and (until is None or a.history_length <= until)
+        ]
 
-    def commands(self) -> list[WorkflowCommand]:
-        """Every command the server would have seen, in order.
+    def commands(self, until: int | None = None) -> list[WorkflowCommand]:
+        """Every command the server would have seen, in order; with ``until``, only those of
+        workflow tasks started at or before that history event (a running workflow's last,
+        unfinished task has no events to compare its commands with).
 
         A timer started and cancelled within one workflow task never reaches the server
         (Core drops the pair), so neither is returned. The activations of one workflow
@@ -137,6 +154,8 @@ class RecordingRunner(WorkflowRunner):
         """
         tasks: dict[int, list[WorkflowCommand]] = {}
         for activation, completion in self.activations:
+            if until is not None and activation.history_length > until:
+                continue
             tasks.setdefault(activation.history_length, []).extend(completion.successful.commands)
         sent = []
         for commands in tasks.values():
@@ -388,6 +407,29 @@ class ReplayResult:
     commands: int
 
 
+CLOSE_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+}
+
+
+def last_completed_task(history: WorkflowHistory) -> int | None:
+    """For a workflow still running: the started event of its last completed workflow
+    task (what the code emits after it has no events yet). None for a closed workflow."""
+    if any(event.event_type in CLOSE_EVENTS for event in history.events[-3:]):
+        return None
+    completed = [
+        event.workflow_task_completed_event_attributes.started_event_id
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    ]
+    return max(completed, default=0)
+
+
 def workflow_type_of(history: WorkflowHistory) -> str:
     """The workflow type a history belongs to (from its first event)."""
     first = history.events[0]
@@ -427,10 +469,11 @@ async def replay_history(
         # The replayer's own verdict: a different sequence of commands (non-determinism).
         detail = str(error).strip() or type(error).__name__
         raise ReplayMismatch(name, where, f"The replayer failed: {detail}") from error
-    failed = recording.failures()
+    until = last_completed_task(history)
+    failed = recording.failures(until)
     if failed:
         raise ReplayMismatch(name, where, f"A workflow task failed on replay: {failed[0]}")
-    commands = recording.commands()
+    commands = recording.commands(until=until)
     want, got = recorded(history.events), emitted(commands)
     problem = first_mismatch(want, got)
     if problem:
@@ -523,15 +566,218 @@ async def replay_files(
     return failures
 
 
+# -- a rollout's gate: running workflows from Temporal --------------------------------------
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def spread(items: Sequence[Any], count: int) -> list[Any]:
+    """At most ``count`` of ``items``, evenly spread from the first to the last."""
+    if len(items) <= count:
+        return list(items)
+    if count == 1:
+        return [items[0]]
+    step = (len(items) - 1) / (count - 1)
+    return [items[round(i * step)] for i in range(count)]
+
+
+async def running_sample(
+    client: Client,
+    deployment: str,
+    workflow_type: str,
+    *,
+    sample: int,
+    exclude_build: str | None = None,
+    scan: int = 10_000,
+) -> list[tuple[str, str]]:
+    """(workflow id, run id) of up to ``sample`` running auto-upgrade workflows of a type in
+    a Worker Deployment (those that move to a new build at their next task), spread over
+    the first ``scan`` Temporal lists; without those already on ``exclude_build``."""
+    query = (
+        f"TemporalWorkerDeployment = {_quoted(deployment)} AND ExecutionStatus = 'Running' "
+        f"AND TemporalWorkflowVersioningBehavior = 'AutoUpgrade' "
+        f"AND WorkflowType = {_quoted(workflow_type)}"
+    )
+    if exclude_build:
+        query += (
+            f" AND TemporalWorkerDeploymentVersion != {_quoted(f'{deployment}:{exclude_build}')}"
+        )
+    found = [(w.id, w.run_id) async for w in client.list_workflows(query, limit=scan)]
+    return spread(found, sample)
+
+
+@dataclass
+class GateResult:
+    """What a rollout's replay gate found."""
+
+    replayed: int = 0
+    failures: list[str] = field(default_factory=list)
+    by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+async def replay_running(
+    client: Client,
+    deployment: str,
+    workflows: Sequence[type],
+    *,
+    sample: int,
+    exclude_build: str | None = None,
+    out: TextIO | None = None,
+) -> GateResult:
+    """Replay a sample of each workflow type's running auto-upgrade workflows of a Worker
+    Deployment on ``workflows`` (one line per history printed to ``out``)."""
+    out = out or sys.stdout
+    result = GateResult()
+    limit = asyncio.Semaphore(8)
+
+    async def one(workflow_id: str, run_id: str) -> tuple[str, ReplayResult | ReplayMismatch]:
+        async with limit:
+            handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+            history = await handle.fetch_history()
+            try:
+                return workflow_id, await replay_history(
+                    history,
+                    workflows,
+                    source=f"{workflow_id} (running, run {run_id})",
+                    normalize_update=accepted_or_refused,
+                )
+            except ReplayMismatch as mismatch:
+                return workflow_id, mismatch
+
+    for workflow in workflows:
+        name = getattr(workflow, "__temporal_workflow_definition").name
+        chosen = await running_sample(
+            client, deployment, name, sample=sample, exclude_build=exclude_build
+        )
+        result.by_type[name] = len(chosen)
+        for workflow_id, outcome in await asyncio.gather(*(one(w, r) for w, r in chosen)):
+            if isinstance(outcome, ReplayMismatch):
+                result.failures.append(str(outcome))
+                print(f"FAIL {outcome}", file=out)
+            else:
+                result.replayed += 1
+                print(f"ok   {workflow_id} ({outcome.commands} commands)", file=out)
+    return result
+
+
+def verdict_message(result: GateResult, build: str) -> str:
+    """The verdict's message, for people (the operator shows it in status)."""
+    sampled = ", ".join(f"{n} {t}" for t, n in sorted(result.by_type.items())) or "none"
+    if result.passed:
+        if not result.replayed:
+            return f"no running workflow would move to build {build}: nothing to replay"
+        return f"{result.replayed} running workflows replayed on build {build} ({sampled})"
+    first = result.failures[0]
+    return (
+        f"{len(result.failures)} of {len(result.failures) + result.replayed} running workflows "
+        f"do not replay on build {build} ({sampled}); the first: {first[:1500]}"
+    )
+
+
+async def write_verdict(
+    client: Client, deployment: str, build: str, entry: dict[str, Any], *, timeout: float
+) -> None:
+    """Write the verdict into the version's metadata, waiting (up to ``timeout``) for the
+    version to exist: Temporal makes it when the build's first worker polls."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    request = UpdateWorkerDeploymentVersionMetadataRequest(
+        namespace=client.namespace,
+        deployment_version=WorkerDeploymentVersion(deployment_name=deployment, build_id=build),
+        upsert_entries={GATE_METADATA_KEY: default().payload_converter.to_payload(entry)},
+        identity="muster-replay-gate",
+    )
+    while True:
+        try:
+            await client.workflow_service.update_worker_deployment_version_metadata(request)
+            return
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND or loop.time() > deadline:
+                raise
+        await asyncio.sleep(2)
+
+
+async def run_gate(
+    args: argparse.Namespace, workflows: Sequence[type], files: Sequence[Path]
+) -> int:
+    """The command line with Temporal: replay files and running workflows, write the
+    verdict."""
+    from muster_runtime.client import connect  # noqa: PLC0415 - only the gate talks to Temporal
+    from muster_runtime.settings import SettingsError, TemporalSettings, load_settings  # noqa: PLC0415
+
+    try:
+        settings = load_settings(TemporalSettings)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"muster-replay: configuration error: {problem}", file=sys.stderr)
+        return 2
+    deployment, build = args.running_in, None
+    if args.verdict_for:
+        deployment_of, _, build = args.verdict_for.partition(":")
+        deployment = deployment or deployment_of
+    client = await connect(settings, tracing=False)
+    started = time.perf_counter()
+    failures = await replay_files(files, workflows) if files else 0
+    result = GateResult()
+    if deployment and args.running_in:
+        result = await replay_running(
+            client, deployment, workflows, sample=args.sample, exclude_build=build
+        )
+    if failures:
+        result.failures.insert(0, f"{failures} recorded histories do not replay (see the log)")
+    print(
+        f"gate: {result.replayed} running workflows replayed, {len(result.failures)} failed, "
+        f"in {time.perf_counter() - started:.1f}s"
+    )
+    if args.verdict_for and build:
+        entry = {
+            "verdict": "passed" if result.passed else "failed",
+            "message": verdict_message(result, build),
+            "replayed": result.replayed,
+            "failed": len(result.failures),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        await write_verdict(client, deployment_of, build, entry, timeout=args.timeout)
+        print(f"verdict for {args.verdict_for}: {entry['verdict']}")
+        # The gate ran and its verdict is where the operator reads it: the Job succeeded,
+        # whatever the verdict (a failed Job means the gate could not run).
+        return 0
+    return 0 if result.passed else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m muster_runtime.replay``: exit 0 when every history replays, 1 if one
-    does not, 2 for bad arguments."""
+    does not, 2 for bad arguments, 3 when Temporal could not be asked. With
+    ``--verdict-for``, 0 once the verdict is written, whatever it is."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--workflows", action="append", required=True, metavar="MODULE:NAME",
         help="workflow class (or list of classes) to replay on; repeatable",
     )  # fmt: skip
-    parser.add_argument("paths", nargs="+", type=Path, help="history files or folders of them")
+    parser.add_argument("paths", nargs="*", type=Path, help="history files or folders of them")
+    parser.add_argument(
+        "--running-in", metavar="DEPLOYMENT",
+        help="also replay running auto-upgrade workflows of this Worker Deployment, fetched "
+        "from Temporal (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, ...)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sample", type=int, default=20, help="running workflows per workflow type (20)"
+    )
+    parser.add_argument(
+        "--verdict-for", metavar="DEPLOYMENT:BUILD",
+        help="write the verdict into this version's metadata (a rollout's gate); running "
+        "workflows already on this build are not replayed",
+    )  # fmt: skip
+    parser.add_argument(
+        "--timeout", type=float, default=600.0,
+        help="seconds to wait for the version to exist before writing the verdict (600)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         workflows = import_workflows(args.workflows)
@@ -539,6 +785,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"muster-replay: {error}", file=sys.stderr)
         return 2
+    if args.sample < 1:
+        print("muster-replay: --sample must be at least 1", file=sys.stderr)
+        return 2
+    if args.verdict_for and ":" not in args.verdict_for:
+        print(
+            f"muster-replay: --verdict-for {args.verdict_for!r}: expected DEPLOYMENT:BUILD, "
+            "like muster-approval:0.2.0",
+            file=sys.stderr,
+        )
+        return 2
+    if args.running_in or args.verdict_for:
+        try:
+            return asyncio.run(run_gate(args, workflows, files))
+        except (RPCError, OSError, RuntimeError) as error:
+            print(f"muster-replay: Temporal: {error}", file=sys.stderr)
+            return 3
     if not files:
         print("muster-replay: no *.json histories in " + ", ".join(map(str, args.paths)))
         return 2

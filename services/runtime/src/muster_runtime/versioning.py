@@ -30,6 +30,10 @@ from temporalio.common import VersioningBehavior
 T = TypeVar("T", bound=type)
 
 ATTRIBUTE = "__muster_versioning__"
+GATE_METADATA_KEY = "muster.io/replay-gate"
+"""The entry of a Worker Deployment version's metadata where the replay gate of a rollout
+(``python -m muster_runtime.replay --verdict-for``) writes its verdict: a JSON object with
+``verdict`` (passed or failed), ``message``, ``replayed``, ``failed`` and ``at``."""
 NAMES = {
     VersioningBehavior.PINNED: "pinned",
     VersioningBehavior.AUTO_UPGRADE: "auto-upgrade",
