@@ -49,6 +49,9 @@ class PrometheusConfig:
     interval: str = "5s"
     host: str = "127.0.0.1"
     labels: Mapping[str, str] = field(default_factory=dict)
+    file_targets: Mapping[str, str] = field(default_factory=dict)
+    """Job name -> a glob of JSON target files (Prometheus' file-based discovery), for
+    targets that come and go, like a rollout's pods."""
 
     @property
     def url(self) -> str:
@@ -67,6 +70,14 @@ class PrometheusConfig:
                 ],
             }
             for job, targets in sorted(self.targets.items())
+        ]
+        scrape += [
+            {
+                "job_name": job,
+                "honor_labels": True,
+                "file_sd_configs": [{"files": [pattern], "refresh_interval": "5s"}],
+            }
+            for job, pattern in sorted(self.file_targets.items())
         ]
         document = {
             "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},

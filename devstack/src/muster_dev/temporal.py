@@ -68,6 +68,11 @@ class DevServerConfig:
             # named here so a CLI whose defaults differ still runs Muster's workers.
             "system.enableDeploymentVersions": "true",
             "frontend.workerVersioningWorkflowAPIs": "true",
+            # A version that is no longer current is found drained within seconds, not
+            # minutes (the server's defaults are 3 min each), so local rollouts and the
+            # tests see old builds go; values are JSON.
+            "matching.wv.VersionDrainageStatusRefreshInterval": '"2s"',
+            "matching.wv.VersionDrainageStatusVisibilityGracePeriod": '"2s"',
         }
     )
 
