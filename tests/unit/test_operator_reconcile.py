@@ -432,12 +432,18 @@ def _walk(node: Any, path: str = "") -> list[str]:
 
 def test_generated_crds_are_structural_and_committed() -> None:
     generated = crdgen.crds()
-    assert set(generated) == {"muster.io_schedules.yaml", "muster.io_approvalpolicies.yaml"}
+    assert set(generated) == {
+        "muster.io_schedules.yaml",
+        "muster.io_approvalpolicies.yaml",
+        "muster.io_workerdeployments.yaml",
+    }
     for file_name, document in generated.items():
         (version,) = document["spec"]["versions"]
         schema = version["schema"]["openAPIV3Schema"]
         assert _walk(schema) == [], file_name
-        assert version["subresources"] == {"status": {}}
+        assert version["subresources"]["status"] == {}
+        # Only a WorkerDeployment scales (an autoscaler scales its current build).
+        assert ("scale" in version["subresources"]) == ("workerdeployments" in file_name)
         assert document["spec"]["names"]["categories"] == ["muster"]
         committed = (ROOT / "charts/muster/files/crds" / file_name).read_text()
         assert committed == crdgen.render(document), f"{file_name}: run make generate"

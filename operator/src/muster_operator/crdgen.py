@@ -32,6 +32,8 @@ from muster_api.v1alpha1 import (
     ApprovalPolicyStatus,
     ScheduleSpec,
     ScheduleStatus,
+    WorkerDeploymentSpec,
+    WorkerDeploymentStatus,
     format_duration,
 )
 
@@ -146,6 +148,10 @@ def structural(
                 out["properties"][name] = converted
             if required:
                 out["required"] = required
+            if node.get("additionalProperties") is True:
+                # A model that takes fields it does not name (a pod template): the API
+                # server keeps them; Kubernetes checks them where they are used.
+                out["x-kubernetes-preserve-unknown-fields"] = True
         else:
             additional = node.get("additionalProperties")
             if isinstance(additional, dict) and additional.get("type") not in (None, "object"):
@@ -180,7 +186,7 @@ def model_schema(model: type[BaseModel], *, spec: bool, path: str) -> dict[str, 
 
 
 API_VERSION_TEXT = "muster.io/v1alpha1."
-KIND_TEXT = "The kind: Schedule or ApprovalPolicy."
+KIND_TEXT = "The kind: Schedule, ApprovalPolicy or WorkerDeployment."
 
 
 def _ready_columns() -> list[dict[str, Any]]:
@@ -208,6 +214,7 @@ def _crd(
     status: type[BaseModel],
     columns: list[dict[str, Any]],
     description: str,
+    scale: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     spec_schema = model_schema(spec, spec=True, path="spec")
     status_schema = model_schema(status, spec=False, path="status")
@@ -235,7 +242,7 @@ def _crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}, **({"scale": scale} if scale else {})},
                     "additionalPrinterColumns": [
                         *columns,
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -302,9 +309,42 @@ def crds() -> dict[str, dict[str, Any]]:
         ],
         description="Who may approve what, and what happens when nobody does (Muster approvals).",
     )
+    workers = _crd(
+        kind="WorkerDeployment",
+        plural="workerdeployments",
+        short_names=["mwd"],
+        spec=WorkerDeploymentSpec,
+        status=WorkerDeploymentStatus,
+        columns=[
+            {"name": "Current", "type": "string", "jsonPath": ".status.currentBuildId"},
+            {"name": "Target", "type": "string", "jsonPath": ".status.targetBuildId"},
+            {"name": "Ramp", "type": "number", "jsonPath": ".status.rampPercentage"},
+            {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
+            *_ready_columns(),
+            # Every build with pods: its state and running workflows.
+            {"name": "Versions", "type": "string", "jsonPath": ".status.summary"},
+            {
+                "name": "Deployment",
+                "type": "string",
+                "jsonPath": ".status.deploymentName",
+                "priority": 1,
+            },
+        ],
+        description="A Muster worker run as Temporal Worker Deployment versions: the Muster "
+        "operator runs one Kubernetes Deployment per build, promotes a new build once its "
+        "pollers are up and its replay gate passed, keeps old builds until their pinned "
+        "workflows are done, and rolls back on Muster's alerts.",
+        # An autoscaler scales the current build through the resource.
+        scale={
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    )
     return {
         f"{GROUP}_schedules.yaml": schedule,
         f"{GROUP}_approvalpolicies.yaml": policy,
+        f"{GROUP}_workerdeployments.yaml": workers,
     }
 
 

@@ -1,4 +1,5 @@
-"""Muster's custom resources, ``muster.io/v1alpha1``: ``Schedule`` and ``ApprovalPolicy``.
+"""Muster's custom resources, ``muster.io/v1alpha1``: ``Schedule``, ``ApprovalPolicy`` and
+``WorkerDeployment``.
 
 These pydantic models are the single source of truth: ``make generate`` turns them into the
 CRD YAML in ``charts/muster/files/crds`` (see :mod:`muster_operator.crdgen`), the operator
@@ -840,6 +841,282 @@ class Schedule(BaseModel):
         return self
 
 
+# -- WorkerDeployment -------------------------------------------------------------------------
+
+ALERTS = ("MusterNonDeterminismError", "MusterWorkflowTaskFailures", "MusterCompensationsFailing")
+"""Muster's alerts that carry a worker's build: any of them firing for a new build rolls it
+back (``rollout.autoRollback.alerts``)."""
+_LABEL_VALUE = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+_WORKFLOW_SPEC = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class RolloutStep(_Spec):
+    """One step of a progressive rollout: the new build gets ``rampPercentage`` of new
+    workflows (and of auto-upgrade workflows at their next task) for ``pause``."""
+
+    ramp_percentage: int = Field(
+        ge=1, le=99, description="Percentage of new workflows the new build gets, 1-99."
+    )
+    pause: Duration = Field(description="How long this step lasts before the next one.")
+
+
+class ReplayGate(_Spec):
+    """Before a new build gets any workflow, the workflows that would move to it are
+    replayed on its code, in its own image (a Job running ``python -m
+    muster_runtime.replay``): a sample of the running auto-upgrade workflows of the Worker
+    Deployment, fetched from Temporal. A build whose code does not replay one of them
+    never becomes current. No workflows listed: no gate."""
+
+    workflows: list[Annotated[str, Field(pattern=_WORKFLOW_SPEC, max_length=200)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="The worker's workflow classes as module:Class (for example "
+        "muster_approval.workflows:Approval), imported from the new build's image; empty: "
+        "no replay gate.",
+    )
+    sample_per_type: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Running workflows replayed per workflow type, spread over their start times.",
+    )
+    timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="How long the gate may take before the rollout stops with ReplayGateTimedOut.",
+    )
+
+
+class AutoRollback(_Spec):
+    """Roll a new build back when one of Muster's alerts fires for it (the operator asks
+    the Prometheus ``MUSTER_OPERATOR_ROLLOUT__PROMETHEUS_URL`` names; without one there is
+    no automatic rollback)."""
+
+    enabled: bool = Field(default=True, description="Watch the alerts and roll back.")
+    alerts: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]] = (
+        Field(
+            default=list(ALERTS),
+            max_length=20,
+            description="Alert names that roll a build back when they fire with its "
+            "build_id and worker_deployment labels.",
+        )
+    )
+    window: Duration = Field(
+        default=timedelta(minutes=15),
+        description="How long after becoming current a build is still watched (while it "
+        "ramps it always is).",
+    )
+
+
+class Rollout(_Spec):
+    """How a new build takes over from the current one."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.strategy) || self.strategy != 'Progressive' || "
+                "(has(self.steps) && size(self.steps) > 0)",
+                "a Progressive rollout needs steps",
+            )
+        )
+    )
+
+    strategy: Literal["AllAtOnce", "Progressive", "Manual"] = Field(
+        default="AllAtOnce",
+        description="AllAtOnce: the new build becomes current once its pollers are there "
+        "and its replay gate passed; Progressive: it ramps through steps first; Manual: the "
+        "operator runs its pods and its gate but leaves routing to people (temporal worker "
+        "deployment set-current-version).",
+    )
+    steps: list[RolloutStep] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Ramp steps of a Progressive rollout, percentages rising; after the "
+        "last step's pause the build becomes current.",
+    )
+    replay_gate: ReplayGate = Field(
+        default=ReplayGate(),
+        description="The replay gate a new build must pass.",
+    )
+    auto_rollback: AutoRollback = Field(
+        default=AutoRollback(), description="Automatic rollback on Muster's alerts."
+    )
+
+    @model_validator(mode="after")
+    def _steps(self) -> Self:
+        if self.strategy == "Progressive" and not self.steps:
+            raise ValueError("a Progressive rollout needs steps")
+        percentages = [step.ramp_percentage for step in self.steps]
+        if percentages != sorted(set(percentages)):
+            raise ValueError(
+                f"steps: rampPercentage must rise from step to step, not {percentages}"
+            )
+        return self
+
+
+class Sunset(_Spec):
+    """What happens to a build's pods once no pinned workflow runs on it any more."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.scaledownDelay) || !has(self.deleteDelay) || "
+                "!self.scaledownDelay.matches('" + DURATION_PATTERN + "') || "
+                "!self.deleteDelay.matches('" + DURATION_PATTERN + "') || "
+                f"{cel_seconds('self.deleteDelay')} >= {cel_seconds('self.scaledownDelay')}",
+                "deleteDelay must not be shorter than scaledownDelay",
+            )
+        )
+    )
+
+    scaledown_delay: Duration = Field(
+        default=timedelta(hours=1),
+        description="How long a drained build keeps its pods (for queries of closed "
+        "workflows, and a quick rollback) before they are scaled to zero.",
+    )
+    delete_delay: Duration = Field(
+        default=timedelta(hours=24),
+        description="How long after it drained a build's Deployment is deleted.",
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> Self:
+        if self.delete_delay < self.scaledown_delay:
+            raise ValueError("deleteDelay must not be shorter than scaledownDelay")
+        return self
+
+
+class ContainerTemplate(BaseModel):
+    """A container of the pod template (Kubernetes checks the rest of it)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(min_length=1, max_length=63, description="The container's name.")
+    image: str = Field(min_length=1, max_length=1000, description="The container's image.")
+
+
+class PodSpecTemplate(BaseModel):
+    """The pod's spec (a core/v1 PodSpec; Kubernetes checks it when the operator creates a
+    build's Deployment)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    containers: list[ContainerTemplate] = Field(
+        min_length=1,
+        max_length=20,
+        description="The pod's containers; one of them runs the worker.",
+    )
+
+
+class PodTemplate(BaseModel):
+    """A core/v1 PodTemplateSpec: the pods of every build."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Labels and annotations of the pods."
+    )
+    spec: PodSpecTemplate = Field(description="The pods' spec.")
+
+
+class WorkerDeploymentSpec(_Spec):
+    """A Muster worker run as Temporal Worker Deployment versions, one Kubernetes
+    Deployment per build."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.container) || self.template.spec.containers.exists(c, "
+                "c.name == self.container)",
+                "container must name one of template.spec.containers",
+            )
+        )
+    )
+
+    deployment_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^.\s]+$",
+        description="The Temporal Worker Deployment (no dots); unset: metadata.name.",
+    )
+    temporal_namespace: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The Temporal namespace the workers poll; unset: the operator's "
+        "(TEMPORAL_NAMESPACE).",
+    )
+    settings_prefix: str = Field(
+        pattern=r"^[A-Z][A-Z0-9_]*_$",
+        max_length=100,
+        description="The worker's settings prefix, like MUSTER_APPROVAL_: the operator sets "
+        "<prefix>WORKER__BUILD_ID, <prefix>WORKER__DEPLOYMENT_NAME and "
+        "<prefix>WORKER__PROMOTE=external in the worker container.",
+    )
+    container: str | None = Field(
+        default=None,
+        max_length=63,
+        description="The container that runs the worker; unset: the first one.",
+    )
+    build_id: str | None = Field(
+        default=None,
+        pattern=_LABEL_VALUE,
+        description="The build id of the template's code (an image digest from CI, say). "
+        "Unset: the worker image's tag and a hash of the whole template, so that any change "
+        "is a new build. Set, a changed template with the same build id replaces that "
+        "build's pods in place: only safe when the workflow code did not change.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Pods of the current build (and of a new build while it rolls out); a "
+        "HorizontalPodAutoscaler may set it through the scale subresource.",
+    )
+    template: PodTemplate = Field(description="The pods of every build (a PodTemplateSpec).")
+    rollout: Rollout = Field(default=Rollout(), description="How a new build takes over.")
+    sunset: Sunset = Field(default=Sunset(), description="When a drained build's pods go.")
+
+    @model_validator(mode="after")
+    def _container(self) -> Self:
+        names = [c.name for c in self.template.spec.containers]
+        if self.container is not None and self.container not in names:
+            raise ValueError(f"container {self.container!r} is not one of {names}")
+        return self
+
+    def worker_container(self) -> ContainerTemplate:
+        """The container that runs the worker."""
+        for container in self.template.spec.containers:
+            if container.name == (self.container or container.name):
+                return container
+        raise AssertionError("validated: the container exists")
+
+
+class WorkerDeployment(BaseModel):
+    """A ``WorkerDeployment`` document."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: Literal["muster.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["WorkerDeployment"]
+    metadata: Metadata
+    spec: WorkerDeploymentSpec
+
+    @model_validator(mode="after")
+    def _deployment_name(self) -> Self:
+        if self.spec.deployment_name is None and "." in self.metadata.name:
+            raise ValueError(
+                f"metadata.name: '{self.metadata.name}' has dots, which a Temporal Worker "
+                "Deployment's name cannot have: set spec.deploymentName"
+            )
+        return self
+
+    @property
+    def deployment_name(self) -> str:
+        """The Temporal Worker Deployment's name."""
+        return self.spec.deployment_name or self.metadata.name
+
+
 def utc(value: datetime | None) -> datetime | None:
     """An aware datetime in UTC (None stays None)."""
     return value.astimezone(UTC) if value else None
@@ -862,7 +1139,10 @@ KOPF_STATUS_DESCRIPTION = (
 class Condition(_Status):
     """A Kubernetes-style condition (``metav1.Condition``)."""
 
-    type: str = Field(description="Ready, Synced, Suspended, WorkerAvailable or Published.")
+    type: str = Field(
+        description="Ready, Synced, Suspended, WorkerAvailable, Published, Progressing, "
+        "RolledBack or AlertsWatched."
+    )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str = Field(
         pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
@@ -989,4 +1269,80 @@ class ApprovalPolicyStatus(_Status):
     )
     last_sync_time: datetime | None = Field(
         default=None, description="When the operator last synced it."
+    )
+
+
+class ReplayGateStatus(_Status):
+    """The replay gate of one build."""
+
+    state: Literal["Pending", "Running", "Passed", "Failed", "Skipped"] = Field(
+        description="Pending (not started), Running, Passed, Failed (the build never gets "
+        "work), or Skipped (nothing could move to it, or the gate is off)."
+    )
+    message: str | None = Field(default=None, description="What it found, for people.")
+    replayed: int | None = Field(default=None, description="Histories replayed.")
+    job: str | None = Field(default=None, description="The Job that runs it.")
+
+
+class WorkerVersionStatus(_Status):
+    """One build of the worker: its pods and its place in Temporal's routing."""
+
+    build_id: str = Field(description="The build id.")
+    state: Literal[
+        "Starting", "Inactive", "Ramping", "Current", "Draining", "Drained", "Unknown"
+    ] = Field(
+        description="Starting (pods, no pollers in Temporal yet), Inactive (polling, no "
+        "work routed to it), Ramping, Current, Draining (no new work; pinned workflows "
+        "still run on it), Drained (none do), Unknown (Temporal could not be asked)."
+    )
+    deployment: str | None = Field(default=None, description="Its Kubernetes Deployment.")
+    replicas: int | None = Field(default=None, description="Pods it should have.")
+    ready_replicas: int | None = Field(default=None, description="Pods that are ready.")
+    pollers: int | None = Field(default=None, description="Its pollers Temporal lists.")
+    running_workflows: int | None = Field(
+        default=None, description="Open workflows whose last task ran on this build."
+    )
+    pinned_workflows: int | None = Field(
+        default=None, description="Of those, the pinned ones (they finish on this build)."
+    )
+    ramp_percentage: float | None = Field(default=None, description="While it ramps.")
+    gate: ReplayGateStatus | None = Field(default=None, description="Its replay gate.")
+    rolled_back: str | None = Field(
+        default=None, description="Why the operator rolled it back (it never returns by itself)."
+    )
+    created_at: datetime | None = Field(default=None, description="When its Deployment was made.")
+    current_since: datetime | None = Field(default=None, description="When it became current.")
+    drained_since: datetime | None = Field(default=None, description="When it drained.")
+
+
+class WorkerDeploymentStatus(_Status):
+    """What the operator last saw and did for a worker."""
+
+    kopf: dict[str, Any] | None = Field(default=None, description=KOPF_STATUS_DESCRIPTION)
+    observed_generation: int | None = Field(
+        default=None, description="The metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready, Progressing, RolledBack and AlertsWatched."
+    )
+    deployment_name: str | None = Field(default=None, description="The Temporal Worker Deployment.")
+    target_build_id: str | None = Field(
+        default=None, description="The build the spec's template makes."
+    )
+    current_build_id: str | None = Field(
+        default=None, description="The build Temporal sends new workflows to."
+    )
+    ramping_build_id: str | None = Field(default=None, description="The build that ramps.")
+    ramp_percentage: float | None = Field(default=None, description="Its share of new work.")
+    versions: list[WorkerVersionStatus] = Field(
+        default_factory=list, description="Every build with pods, newest first."
+    )
+    summary: str | None = Field(
+        default=None, description="The builds and their states, for kubectl get."
+    )
+    replicas: int | None = Field(
+        default=None, description="Pods of the current build (the scale subresource)."
+    )
+    selector: str | None = Field(
+        default=None, description="Label selector of the current build's pods (for autoscalers)."
     )
