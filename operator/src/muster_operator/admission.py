@@ -32,7 +32,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from muster_api import v1alpha1
 from muster_operator.policies import parse_policy
-from muster_operator.reconcile import SpecError, TemporalUnavailable, parse_schedule
+from muster_operator.reconcile import SpecError, TemporalUnavailable, parse_model, parse_schedule
+from muster_operator.rollouts import build_id, deployment_manifest
 from muster_operator.sync import Clients
 
 T = TypeVar("T")
@@ -193,6 +194,32 @@ async def review_schedule(
     if problems:
         raise Refused("; ".join(problems))
     return []
+
+
+async def review_worker_deployment(
+    body: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    operation: str | None,
+    *,
+    dry_run: Callable[[dict[str, Any]], Awaitable[str | None]] | None = None,
+) -> None:
+    """Refuse (raise :class:`Refused`) or admit a WorkerDeployment: the model's rules, and
+    the pod template as Kubernetes reads it: ``dry_run`` asks the API server to check the
+    Deployment the operator would create (a dry run; None: Kubernetes had nothing to say),
+    so a bad template is refused now rather than reported later."""
+    if operation == "UPDATE" and _spec_unchanged(body, old):
+        return
+    try:
+        resource = parse_model(v1alpha1.WorkerDeployment, body)
+    except SpecError as exc:
+        raise Refused(str(exc)) from None
+    if dry_run is None:
+        return
+    manifest = deployment_manifest(resource, build_id(resource), "", resource.spec.replicas)
+    del manifest["metadata"]["ownerReferences"]  # the resource has no uid before it exists
+    problem = await dry_run(manifest)
+    if problem:
+        raise Refused(f"spec.template: the Deployment of this build would be refused: {problem}")
 
 
 def review_policy(

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+import httpx
 import kopf
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
@@ -44,6 +45,10 @@ class Operator:
         self._clients: Clients | None = None
         self._lock = asyncio.Lock()
         self.core: k8s.CoreV1Api | None = None
+        self.apps: k8s.AppsV1Api | None = None
+        self.batch: k8s.BatchV1Api | None = None
+        # Prometheus, for rollouts' automatic rollback (None: no URL configured).
+        self.http: httpx.AsyncClient | None = None
         # controller-runtime's MaxConcurrentReconciles: a burst of resources queues here
         # instead of all talking to Temporal at once; changes go before resyncs.
         self.workers = Workers(settings.max_concurrent_reconciles)

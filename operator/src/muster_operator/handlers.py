@@ -1,5 +1,6 @@
-"""The operator's kopf registry: start-up and clean-up, and the handlers of both kinds
-(:mod:`muster_operator.schedules`, :mod:`muster_operator.approvalpolicies`).
+"""The operator's kopf registry: start-up and clean-up, and the handlers of every kind
+(:mod:`muster_operator.schedules`, :mod:`muster_operator.approvalpolicies`,
+:mod:`muster_operator.workerdeployments`).
 
 Nothing is registered at import time: :func:`build_registry` takes the settings the process
 loaded at start, so intervals and timeouts come from them and tests can build their own.
@@ -11,14 +12,20 @@ import asyncio
 import logging
 from typing import Any
 
+import httpx
 import kopf
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from prometheus_client import start_http_server
 
 from muster_api import v1alpha1
-from muster_operator import approvalpolicies, metrics, schedules
-from muster_operator.admission import Refused, review_policy, review_schedule
+from muster_operator import approvalpolicies, metrics, schedules, workerdeployments
+from muster_operator.admission import (
+    Refused,
+    review_policy,
+    review_schedule,
+    review_worker_deployment,
+)
 from muster_operator.context import FINALIZER, Operator, operator_of
 from muster_operator.diffbase import DigestDiffBaseStorage
 from muster_operator.reconcile import TemporalUnavailable
@@ -84,6 +91,10 @@ def build_registry(settings: OperatorSettings, temporal: TemporalSettings) -> ko
         except k8s_config.ConfigException:
             await asyncio.to_thread(k8s_config.load_kube_config)
         operator.core = k8s.CoreV1Api()
+        operator.apps = k8s.AppsV1Api(operator.core.api_client)
+        operator.batch = k8s.BatchV1Api(operator.core.api_client)
+        if operator_settings.rollout.prometheus_url:
+            operator.http = httpx.AsyncClient()
         memo["operator"] = operator
         if operator_settings.webhook.enabled:
             # The API server calls in; the chart's ValidatingWebhookConfiguration names the
@@ -101,12 +112,15 @@ def build_registry(settings: OperatorSettings, temporal: TemporalSettings) -> ko
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         """Close the Kubernetes client (the Temporal connection closes with the process)."""
         operator = memo.get("operator")
+        if isinstance(operator, Operator) and operator.http is not None:
+            await operator.http.aclose()
         if isinstance(operator, Operator) and operator.core is not None:
             operator.core.api_client.close()
 
     operator_settings = settings
     schedules.register(registry, settings)
     approvalpolicies.register(registry, settings)
+    workerdeployments.register(registry, settings)
     if settings.webhook.enabled:
         register_webhooks(registry, settings, temporal)
     return registry
@@ -114,6 +128,7 @@ def build_registry(settings: OperatorSettings, temporal: TemporalSettings) -> ko
 
 SCHEDULE_WEBHOOK = "validate-schedule"
 POLICY_WEBHOOK = "validate-approvalpolicy"
+WORKER_WEBHOOK = "validate-workerdeployment"
 """Handler ids, which are also the webhook's URL paths (``/validate-schedule``)."""
 
 
@@ -152,5 +167,22 @@ def register_webhooks(
         """Refuse what the reconciler would refuse, with its message."""
         try:
             review_policy(body, kwargs.get("old"), kwargs.get("operation"))
+        except Refused as exc:
+            raise kopf.AdmissionError(str(exc), code=422) from None
+
+    @kopf.on.validate(
+        group, version, workerdeployments.PLURAL, id=WORKER_WEBHOOK,
+        operations=["CREATE", "UPDATE"], registry=registry,
+    )  # fmt: skip
+    async def validate_worker(*, body: kopf.Body, memo: Any, **kwargs: Any) -> None:
+        """Refuse what the reconciler would refuse, and a pod template Kubernetes refuses."""
+        apps = operator_of(memo).apps
+        try:
+            await review_worker_deployment(
+                body,
+                kwargs.get("old"),
+                kwargs.get("operation"),
+                dry_run=workerdeployments.dry_run(apps) if apps is not None else None,
+            )
         except Refused as exc:
             raise kopf.AdmissionError(str(exc), code=422) from None

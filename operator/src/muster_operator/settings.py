@@ -78,6 +78,22 @@ class WebhookSettings(BaseModel):
         return self
 
 
+class RolloutSettings(BaseModel):
+    """Worker rollouts (``WorkerDeployment``; ``MUSTER_OPERATOR_ROLLOUT__*``)."""
+
+    model_config = ConfigDict(frozen=True, use_attribute_docstrings=True)
+
+    interval_seconds: float = Field(default=10.0, gt=0)
+    """How often each WorkerDeployment is reconciled: pollers, the replay gate, ramp steps,
+    drainage and alerts are checked this often."""
+    prometheus_url: str = ""
+    """The Prometheus (base URL, like http://prometheus.monitoring:9090) that evaluates
+    Muster's alerts; a new build that one of them fires for is rolled back. Empty: no
+    automatic rollback."""
+    prometheus_timeout_seconds: float = Field(default=5.0, gt=0)
+    """How long one question to Prometheus may take."""
+
+
 class OperatorSettings(ServiceSettings):
     """How the operator watches Kubernetes and talks to Temporal."""
 
@@ -120,3 +136,5 @@ class OperatorSettings(ServiceSettings):
     (ObjectTooLarge), since its conditions can then not be written."""
     webhook: WebhookSettings = WebhookSettings()
     """The validating admission webhook."""
+    rollout: RolloutSettings = RolloutSettings()
+    """Worker rollouts."""
