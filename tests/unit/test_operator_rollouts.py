@@ -26,6 +26,7 @@ from muster_operator.rollouts import (
     Observed,
     Pods,
     Routing,
+    RoutingChange,
     Version,
     Workflows,
     build_id,
@@ -35,6 +36,7 @@ from muster_operator.rollouts import (
     image_tag,
     label_value,
     plan,
+    routed,
 )
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -526,3 +528,12 @@ def test_a_dotted_name_needs_a_deployment_name() -> None:
         v1alpha1.WorkerDeployment.model_validate(body)
     body["spec"]["deploymentName"] = "approval-v2"
     assert v1alpha1.WorkerDeployment.model_validate(body).deployment_name == "approval-v2"
+
+
+def test_status_shows_the_routing_the_reconcile_made() -> None:
+    ramping = Routing(current="v1", ramping="v2", percentage=50)
+    assert routed(ramping, None) == ("v1", "v2", 50)
+    assert routed(ramping, RoutingChange("unset-ramping", None)) == ("v1", None, 0.0)
+    assert routed(ramping, RoutingChange("set-current", "v2")) == ("v2", None, 0.0)
+    assert routed(ramping, RoutingChange("set-ramping", "v2", percentage=90)) == ("v1", "v2", 90)
+    assert routed(Routing(current="v1"), RoutingChange("set-current", "v0")) == ("v0", None, 0.0)

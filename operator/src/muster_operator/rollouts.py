@@ -877,6 +877,23 @@ def plan(resource: v1alpha1.WorkerDeployment, observed: Observed) -> Plan:
     return _Planner(resource, observed, template_hash(template_json(resource))).run()
 
 
+def routed(routing: Routing, change: RoutingChange | None) -> tuple[str | None, str | None, float]:
+    """Current build, ramping build and ramp percentage once ``change`` is made: status says
+    what the reconcile did, not what it found (a rollback shows no ramping build)."""
+    current, ramping, percentage = routing.current, routing.ramping, routing.percentage
+    if change is None:
+        return current, ramping, percentage
+    if change.action == "set-current":
+        current = change.build_id
+        if ramping == current:
+            ramping, percentage = None, 0.0
+    elif change.action == "set-ramping":
+        ramping, percentage = change.build_id, change.percentage
+    else:
+        ramping, percentage = None, 0.0
+    return current, ramping, percentage
+
+
 def current_selector(resource: v1alpha1.WorkerDeployment, build: str | None) -> str | None:
     """The label selector of a build's pods (the scale subresource's), as a string."""
     if build is None:

@@ -53,6 +53,7 @@ from muster_operator.rollouts import (
     gate_job_manifest,
     gate_job_name,
     plan,
+    routed,
     template_hash,
     template_json,
     worker_template,
@@ -326,6 +327,7 @@ async def carry_out(operator: Operator, seen: Seen, done: Plan) -> None:
             )
         except RoutingConflict as exc:
             log.info("WorkerDeployment %s: routing changed meanwhile (%s)", namespace, exc)
+            done.routing = None  # not made: status shows what Temporal has
             return
     for name, replicas in done.scale.items():
         try:
@@ -368,19 +370,16 @@ def write_status(
         )
     }
     if resource is not None and done is not None and observed is not None:
-        routing = observed.routing
-        current = routing.current
-        if done.routing is not None and done.routing.action == "set-current":
-            current = done.routing.build_id
+        current, ramping, percentage = routed(observed.routing, done.routing)
         pods = observed.pods.get(current) if current else None
         wanted.update(
             {
                 "observedGeneration": generation,
                 "deploymentName": resource.deployment_name,
                 "targetBuildId": done.target,
-                "currentBuildId": routing.current,
-                "rampingBuildId": routing.ramping,
-                "rampPercentage": routing.percentage if routing.ramping else None,
+                "currentBuildId": current,
+                "rampingBuildId": ramping,
+                "rampPercentage": percentage if ramping else None,
                 "versions": done.versions,
                 "summary": done.summary,
                 "replicas": pods.ready if pods else 0,
