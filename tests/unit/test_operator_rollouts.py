@@ -444,6 +444,8 @@ def test_an_alert_for_the_ramping_build_stops_its_ramp() -> None:
     rolled = next(c for c in done.conditions if c.type == "RolledBack")
     assert (rolled.status, rolled.reason) == ("True", "MusterCompensationsFailing")
     assert ("Warning", "RolledBack") in [e[:2] for e in done.events]
+    shown = next(v for v in done.versions if v["buildId"] == "v2")
+    assert "MusterCompensationsFailing" in shown["rolledBack"], "status says so at once"
 
 
 def test_an_alert_soon_after_promotion_makes_the_previous_build_current() -> None:

@@ -829,7 +829,7 @@ class _Planner:
                 pinned_workflows=counts.pinned if counts else None,
                 ramp_percentage=self.routing.percentage if build == self.routing.ramping else None,
                 gate=self._gate_status(build, version),
-                rolled_back=version.rolled_back if version else None,
+                rolled_back=self._rolled_back(build, version),
                 created_at=pods.created if pods else None,
                 current_since=version.current_since
                 if version and version.status == "Current"
@@ -842,6 +842,12 @@ class _Planner:
             running = f" {counts.running} running" if counts else ""
             summary.append(f"{build}={entry.state}{running}")
         self.plan.summary = bounded(", ".join(summary), 400)
+
+    def _rolled_back(self, build: str, version: Version | None) -> str | None:
+        """Why the build was rolled back: by this reconcile, or as its metadata says."""
+        if self.plan.rollback is not None and self.plan.rollback[0] == build:
+            return self.plan.rollback[1]
+        return version.rolled_back if version else None
 
     def _gate_status(self, build: str, version: Version | None) -> v1alpha1.ReplayGateStatus | None:
         gate = self.spec.rollout.replay_gate
