@@ -7,6 +7,7 @@ kubectl finds ``kubectl-muster`` on the PATH and runs it as ``kubectl muster ...
     kubectl muster suspend daily-report / resume daily-report
     kubectl muster describe daily-report             # Temporal's view of the schedule
     kubectl muster approvals list|approve|reject     # through the gateway's API
+    kubectl muster versions [muster-approval]        # each worker's builds, their state
 
 Triggers and backfills are annotations with a token that the operator acts on once and
 echoes in status, so the verbs wait (``--timeout``) until the operator has acted.
@@ -433,6 +434,104 @@ def cmd_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- worker versions (WorkerDeployment status) -----------------------------------------------
+
+WORKERS = "workerdeployments"
+
+
+def _when_short(text: str | None) -> str:
+    if not text:
+        return "-"
+    return text.replace("T", " ")[:19]
+
+
+def version_rows(body: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per build of a WorkerDeployment, from its status."""
+    status = body.get("status") or {}
+    name = body["metadata"]["name"]
+    rows: list[tuple[str, ...]] = []
+    for entry in status.get("versions") or []:
+        gate = entry.get("gate") or {}
+        gate_text = gate.get("state", "-")
+        if gate.get("replayed") is not None and gate_text in ("Passed", "Failed"):
+            gate_text += f" ({gate['replayed']} replayed)"
+        ramp = entry.get("rampPercentage")
+        state = entry.get("state", "?") + (" (rolled back)" if entry.get("rolledBack") else "")
+        pods = (
+            f"{entry.get('readyReplicas', 0)}/{entry['replicas']}"
+            if entry.get("replicas") is not None
+            else "-"
+        )
+        since = entry.get("currentSince") or entry.get("drainedSince") or entry.get("createdAt")
+        rows.append(
+            (
+                name,
+                entry["buildId"],
+                state,
+                f"{ramp:g}%" if ramp is not None else "-",
+                str(entry.get("runningWorkflows", "-")),
+                str(entry.get("pinnedWorkflows", "-")),
+                pods,
+                str(entry.get("pollers", "-")),
+                gate_text,
+                _when_short(since),
+            )
+        )
+    return rows
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    api, namespace = _api(args)
+    try:
+        if args.name:
+            items = [
+                cast(
+                    "dict[str, Any]",
+                    api.get_namespaced_custom_object(GROUP, VERSION, namespace, WORKERS, args.name),
+                )
+            ]
+        elif args.all_namespaces:
+            listed = cast("dict[str, Any]", api.list_cluster_custom_object(GROUP, VERSION, WORKERS))
+            items = listed["items"]
+        else:
+            listed = cast(
+                "dict[str, Any]",
+                api.list_namespaced_custom_object(GROUP, VERSION, namespace, WORKERS),
+            )
+            items = listed["items"]
+    except ApiException as exc:
+        if exc.status == 404 and args.name:
+            raise CommandError(
+                f'WorkerDeployment "{args.name}" not found in namespace "{namespace}" '
+                "(kubectl get workerdeployments -A lists them)"
+            ) from None
+        raise CommandError(f"reading WorkerDeployments: {_api_message(exc)}") from None
+    if args.output == "json":
+        print(json.dumps([
+            {"name": i["metadata"]["name"], "namespace": i["metadata"]["namespace"],
+             **{k: (i.get("status") or {}).get(k) for k in (
+                 "deploymentName", "currentBuildId", "targetBuildId", "rampingBuildId",
+                 "rampPercentage", "versions", "conditions")}}
+            for i in items
+        ], indent=2))  # fmt: skip
+        return 0
+    header = ("WORKER", "BUILD", "STATE", "RAMP", "RUNNING", "PINNED", "PODS", "POLLERS",
+              "GATE", "SINCE")  # fmt: skip
+    table: list[tuple[str, ...]] = [header]
+    for item in items:
+        table += version_rows(item)
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("   ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]))
+    for item in items:
+        ready = _condition(item, "Ready")
+        if ready and ready.get("status") != "True":
+            print(f"{item['metadata']['name']}: {ready.get('reason')}: {ready.get('message')}")
+    if not items:
+        print(f"no WorkerDeployments in namespace {namespace}")
+    return 0
+
+
 # -- approvals (through the gateway) ---------------------------------------------------------
 
 
@@ -685,7 +784,7 @@ def _kube_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--kubeconfig", default=default, help="kubeconfig file (default: as kubectl)"
     )
     parser.add_argument("--context", default=default, help="kubeconfig context")
-    parser.add_argument("-n", "--namespace", default=default, help="namespace of the Schedule")
+    parser.add_argument("-n", "--namespace", default=default, help="namespace of the resource")
 
 
 def _gateway_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -715,7 +814,8 @@ def _gateway_flags(parser: argparse.ArgumentParser, *, top: bool) -> None:
 def parser() -> argparse.ArgumentParser:
     """The whole command line."""
     top = argparse.ArgumentParser(
-        prog="kubectl muster", description="Muster's Schedules and approvals from kubectl."
+        prog="kubectl muster",
+        description="Muster's Schedules, approvals and worker versions from kubectl.",
     )
     _kube_flags(top, top=True)
     verbs = top.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -753,6 +853,21 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("name")
     describe.add_argument("-o", "--output", choices=["text", "json"], default="text")
     describe.set_defaults(func=cmd_describe)
+
+    versions = verbs.add_parser(
+        "versions",
+        help="each worker's builds: state, ramp, running workflows, pods, replay gate",
+        description="The builds of each WorkerDeployment, from its status: state (Starting, "
+        "Inactive, Ramping, Current, Draining, Drained), ramp, running and pinned workflows, "
+        "pods, pollers, replay gate.",
+    )
+    _kube_flags(versions, top=False)
+    versions.add_argument("name", nargs="?", help="a WorkerDeployment (default: all)")
+    versions.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="every namespace's workers"
+    )
+    versions.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    versions.set_defaults(func=cmd_versions)
 
     approvals = verbs.add_parser("approvals", help="approval requests, through the gateway")
     _kube_flags(approvals, top=False)
