@@ -17,8 +17,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from muster_api import v1alpha1
 from muster_api.search_attributes import cli_types
-from muster_operator.handlers import POLICY_WEBHOOK, SCHEDULE_WEBHOOK
+from muster_operator.handlers import POLICY_WEBHOOK, SCHEDULE_WEBHOOK, WORKER_WEBHOOK
 from tests.chart.support import (
     CHART,
     ROOT,
@@ -280,8 +281,16 @@ def test_operator_rbac_is_least_privilege(rendered: dict[str, list[Manifest]]) -
     assert secret_rule["verbs"] == ["get"]
 
 
-WEBHOOK_NAMES = {"schedules.validate.muster.io", "approvalpolicies.validate.muster.io"}
-WEBHOOK_PATHS = {"schedules": SCHEDULE_WEBHOOK, "approvalpolicies": POLICY_WEBHOOK}
+WEBHOOK_NAMES = {
+    "schedules.validate.muster.io",
+    "approvalpolicies.validate.muster.io",
+    "workerdeployments.validate.muster.io",
+}
+WEBHOOK_PATHS = {
+    "schedules": SCHEDULE_WEBHOOK,
+    "approvalpolicies": POLICY_WEBHOOK,
+    "workerdeployments": WORKER_WEBHOOK,
+}
 
 
 def test_admission_webhook_is_scoped_to_musters_kinds(
@@ -377,6 +386,7 @@ def test_crds_rendered_with_keep_switch(helm: Run) -> None:
     assert {c["metadata"]["name"] for c in crds} == {
         "schedules.muster.io",
         "approvalpolicies.muster.io",
+        "workerdeployments.muster.io",
     }
     assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
     unkept = [m for m in render(helm, "minimal", "--set", "crds.keep=false")
@@ -591,3 +601,50 @@ def test_every_worker_runs_as_a_version_named_by_its_image_tag(helm: Run) -> Non
     assert {e["BUILD_ID"] for e in _worker_env(pinned).values()} == {"sha256-0a1b2c"}
     assert {e["PROMOTE"] for e in _worker_env(pinned).values()} == {"external"}
     assert _worker_env(render(helm, "production", "--set", "versioning.enabled=false")) == {}
+
+
+def test_promote_operator_makes_each_worker_a_worker_deployment(helm: Run) -> None:
+    """versioning.promote=operator: helm renders a WorkerDeployment per worker (the operator
+    owns the per-build Deployments), the autoscalers scale it, the operator may run
+    Deployments and gate Jobs, and only the approval worker's gate replays (the others'
+    workflows are pinned)."""
+    prometheus = "operator.rollout.prometheusUrl=http://prometheus:9090"
+    manifests = render(helm, "production", "--set", "versioning.promote=operator",
+                       "--set", prometheus)  # fmt: skip
+    workers = _by_kind(manifests, "WorkerDeployment")
+    assert set(workers) == {"muster-approval", "muster-fulfillment", "muster-scheduling"}
+    assert not set(workers) & set(_by_kind(manifests, "Deployment"))
+    gates = {}
+    for name, body in workers.items():
+        parsed = v1alpha1.WorkerDeployment.model_validate(body)
+        assert parsed.deployment_name == name
+        assert parsed.spec.worker_container().name == name.removeprefix("muster-")
+        assert parsed.spec.sunset.delete_delay.total_seconds() == 24 * 3600
+        gates[name] = parsed.spec.rollout.replay_gate.workflows
+        env = {
+            e["name"]: e.get("value")
+            for e in body["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env[f"{parsed.spec.settings_prefix}WORKER__PROMOTE"] == "external"
+    assert gates == {
+        "muster-approval": ["muster_approval.workflows:Approval"],
+        "muster-fulfillment": [],
+        "muster-scheduling": [],
+    }
+    for hpa in _by_kind(manifests, "HorizontalPodAutoscaler").values():
+        if hpa["metadata"]["name"] in workers:
+            assert hpa["spec"]["scaleTargetRef"]["kind"] == "WorkerDeployment"
+    operator = _by_kind(manifests, "Deployment")["muster-operator"]
+    (container,) = operator["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MUSTER_OPERATOR_ROLLOUT__PROMETHEUS_URL"] == "http://prometheus:9090"
+    rules = [r for role in _by_kind(manifests, "Role").values() for r in role["rules"]]
+    assert {"apiGroups": ["apps"], "resources": ["deployments"],
+            "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in rules  # fmt: skip
+    # Without it, the operator may not touch Deployments.
+    plain = render(helm, "production")
+    assert not _by_kind(plain, "WorkerDeployment")
+    assert not any(
+        "deployments" in r["resources"] for role in _by_kind(plain, "Role").values()
+        for r in role["rules"]
+    )  # fmt: skip

@@ -253,6 +253,11 @@ spec:
 {{- end }}
 
 {{/* HorizontalPodAutoscaler of a component: (list $ "gateway" .Values.gateway). */}}
+{{/* Non-empty when the workers run as WorkerDeployments (versioning.promote=operator). */}}
+{{- define "muster.rollouts" -}}
+{{- if and .Values.versioning.enabled (eq .Values.versioning.promote "operator") }}true{{ end }}
+{{- end }}
+
 {{- define "muster.hpa" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
@@ -267,8 +272,14 @@ metadata:
     {{- include "muster.labels" (list $root $component) | nindent 4 }}
 spec:
   scaleTargetRef:
+    {{- if and (has $component (list "approval" "fulfillment" "scheduling")) (include "muster.rollouts" $root) }}
+    # The WorkerDeployment's scale subresource scales its current build.
+    apiVersion: muster.io/v1alpha1
+    kind: WorkerDeployment
+    {{- else }}
     apiVersion: apps/v1
     kind: Deployment
+    {{- end }}
     name: {{ include "muster.componentName" (list $root $component) }}
   minReplicas: {{ $values.autoscaling.minReplicas }}
   maxReplicas: {{ $values.autoscaling.maxReplicas }}
@@ -297,7 +308,7 @@ Worker Deployment version. */}}
 - name: {{ $prefix }}WORKER__BUILD_ID
   value: {{ .buildId | default $values.image.tag | default $root.Values.image.tag | default $root.Chart.AppVersion | quote }}
 - name: {{ $prefix }}WORKER__PROMOTE
-  value: {{ .promote | quote }}
+  value: {{ eq .promote "operator" | ternary "external" .promote | quote }}
 {{- end }}
 {{- end }}
 - name: {{ $prefix }}WORKER__TASK_QUEUE
@@ -328,6 +339,46 @@ Worker Deployment version. */}}
 {{- $root := .root -}}
 {{- $component := .component -}}
 {{- $values := .values -}}
+{{- $rollout := and .worker (include "muster.rollouts" $root) -}}
+{{- if $rollout }}
+{{- /* The operator owns the per-build Deployments; helm owns this resource only
+(docs/architecture.md, "Rollouts"). */}}
+{{- with $root.Values.versioning }}
+apiVersion: muster.io/v1alpha1
+kind: WorkerDeployment
+metadata:
+  name: {{ include "muster.componentName" (list $root $component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "muster.labels" (list $root $component) | nindent 4 }}
+spec:
+  deploymentName: {{ printf "%s-%s" (include "muster.fullname" $root) $component | replace "." "-" | quote }}
+  settingsPrefix: {{ $.prefix }}
+  container: {{ $component }}
+  {{- with .buildId }}
+  buildId: {{ . | quote }}
+  {{- end }}
+  {{- if not (and $values.autoscaling $values.autoscaling.enabled) }}
+  replicas: {{ hasKey $values "replicaCount" | ternary $values.replicaCount 1 }}
+  {{- end }}
+  rollout:
+    strategy: {{ .rollout.strategy }}
+    {{- with .rollout.steps }}
+    steps:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    replayGate:
+      workflows: {{ $.gate | default list | toJson }}
+      samplePerType: {{ .rollout.replayGateSamplePerType }}
+      timeout: {{ .rollout.replayGateTimeout }}
+    autoRollback:
+      enabled: {{ .rollout.autoRollback }}
+      window: {{ .rollout.autoRollbackWindow }}
+  sunset:
+    scaledownDelay: {{ .sunset.scaledownDelay }}
+    deleteDelay: {{ .sunset.deleteDelay }}
+{{- end }}
+{{- else }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -346,6 +397,7 @@ spec:
   selector:
     matchLabels:
       {{- include "muster.selectorLabels" (list $root $component) | nindent 6 }}
+{{- end }}
   template:
     metadata:
       {{- include "muster.podMetadata" (list $root $component) | nindent 6 }}
