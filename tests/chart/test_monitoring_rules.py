@@ -176,3 +176,47 @@ def test_the_non_determinism_alert_fires_for_the_build_that_fails(
     result = subprocess.run([PROMTOOL, "test", "rules", str(path)],
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_other_workflow_task_failures_fire_for_their_build_after_two_minutes(
+    rules_file: Path, tmp_path: Path
+) -> None:
+    """MusterWorkflowTaskFailures: workflow tasks of build v1 failing for another reason
+    than non-determinism fire it for v1 (and its Worker Deployment) once they went on for
+    two minutes; v2's non-determinism errors are MusterNonDeterminismError's, not its."""
+    assert PROMTOOL is not None
+    series = [
+        {"series": INFO % ("10.0.0.1", "approval-v1", "v1"), "values": "1x20"},
+        {"series": INFO % ("10.0.0.2", "approval-v2", "v2"), "values": "1x20"},
+        {"series": NDE % ("10.0.0.1", "approval-v1", "Workflow"), "values": "_ _ 1 2 3 4 5 6"},
+        {"series": NDE % ("10.0.0.2", "approval-v2", "NonDeterminismError"),
+         "values": "_ _ 1 2 3 4 5 6"},
+    ]  # fmt: skip
+    alert = {"alertname": "MusterWorkflowTaskFailures"}
+    fired = {
+        "exp_labels": {"severity": "warning", "namespace": "default",
+                       "workflow_type": "Approval", "build_id": "v1",
+                       "worker_deployment": "muster-approval"},
+        "exp_annotations": {
+            "summary": "Approval workflow tasks fail on build v1: the workflow code raises, and "
+            "Temporal retries the task until the code changes",
+            "runbook": "docs/runbooks.md#musterworkflowtaskfailures",
+        },
+    }  # fmt: skip
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": series,
+            "alert_rule_test": [
+                {"eval_time": "3m", **alert, "exp_alerts": []},
+                {"eval_time": "6m", **alert, "exp_alerts": [fired]},
+            ],
+        }],
+    }  # fmt: skip
+    path = tmp_path / "tests.yaml"
+    path.write_text(yaml.safe_dump(tests))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(path)],
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
