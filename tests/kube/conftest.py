@@ -35,7 +35,7 @@ def crds(kubectl: Run, api_client: k8s.ApiClient) -> None:
     """The generated CRDs, installed as the chart installs them, and Established."""
     kubectl("apply", "-f", str(CRD_DIR))
     ext = k8s.ApiextensionsV1Api(api_client)
-    for plural in ("schedules", "approvalpolicies"):
+    for plural in ("schedules", "approvalpolicies", "workerdeployments"):
 
         def established(name: str = f"{plural}.muster.io") -> bool:
             crd = ext.read_custom_resource_definition(name)

@@ -224,14 +224,15 @@ async def actions(client: Client, schedule_id: str) -> int:
 
 
 def delete_all(api: client.CustomObjectsApi, prefix: str, timeout: float = 60) -> None:
-    """Delete every Schedule and ApprovalPolicy in the namespaces starting with ``prefix``
+    """Delete every Schedule, ApprovalPolicy and WorkerDeployment in the namespaces starting
+    with ``prefix``
     while the operator still runs, so the next test module's operator does not inherit
     them (the local plane has no namespace controller to do it); finalizers still held at
     the deadline are removed."""
 
     def left() -> list[tuple[str, str, str]]:
         found = []
-        for plural in ("schedules", "approvalpolicies"):
+        for plural in ("schedules", "approvalpolicies", "workerdeployments"):
             listed = cast(dict[str, Any], api.list_cluster_custom_object(GROUP, VERSION, plural))
             for item in listed["items"]:
                 metadata = item["metadata"]
