@@ -38,7 +38,7 @@ from tests.kube.support import Run
 
 pytestmark = [pytest.mark.chart, pytest.mark.kube]
 
-CRD_NAMES = ("schedules.muster.io", "approvalpolicies.muster.io")
+CRD_NAMES = ("schedules.muster.io", "approvalpolicies.muster.io", "workerdeployments.muster.io")
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +204,13 @@ def operator_writes_its_certificate(kubectl: Run, namespace: str, release: str) 
     kubectl("patch", "secret", f"{release}-muster-operator-webhook-tls", "-n", namespace,
             "--type=merge", "-p", json.dumps({"data": material.secret_data()}))  # fmt: skip
     bundle = base64.b64encode(material.ca_bundle).decode()
+    webhooks = json.loads(
+        kubectl(
+            "get", "validatingwebhookconfiguration", f"{release}-muster-operator", "-o", "json"
+        ).stdout
+    )["webhooks"]
     patch = [{"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": bundle}
-             for i in range(2)]  # fmt: skip
+             for i in range(len(webhooks))]  # fmt: skip
     kubectl("patch", "validatingwebhookconfiguration", f"{release}-muster-operator",
             "--type=json", "-p", json.dumps(patch))  # fmt: skip
 

@@ -257,7 +257,11 @@ def delete_all(api: client.CustomObjectsApi, prefix: str, timeout: float = 60) -
 
 # -- the admission webhook, served by an operator outside the cluster ------------------------
 
-WEBHOOK_PATHS = {"schedules": "validate-schedule", "approvalpolicies": "validate-approvalpolicy"}
+WEBHOOK_PATHS = {
+    "schedules": "validate-schedule",
+    "approvalpolicies": "validate-approvalpolicy",
+    "workerdeployments": "validate-workerdeployment",
+}
 """URL paths of the operator's webhook (its kopf handler ids; the chart uses the same)."""
 
 
