@@ -1,0 +1,274 @@
+"""What a benchmark was measured on and under which conditions, from ``/proc``: the host's
+facts, the load average before and after each measured point, the CPU that processes outside
+the bench used meanwhile, and the CPU each part of the bench used (the split that says where
+the time went when a target is missed).
+
+CPU is counted per process tree, by pid: a part is a process the bench started, with every
+process below it (PostgreSQL's backends, a worker's threads), never a name to look for, so
+other work on a shared host is never counted as the bench's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+# When a measured point counts as too noisy to judge a target by (see Conditions.noise).
+MAX_LOAD = 2.5
+"""1-minute load average allowed before a point, and after it once the cores the bench
+itself kept busy are taken off (the bench's own processes are part of the load)."""
+MAX_FOREIGN_CORES = 0.5
+"""Cores that processes outside the bench may have used on average during a point."""
+
+
+def load_average() -> tuple[float, float, float]:
+    """The 1, 5 and 15 minute load averages."""
+    one, five, fifteen = os.getloadavg()
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
+def cores() -> int:
+    """Cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (2nd field) may hold spaces and parentheses: split after its end.
+    return text.rsplit(")", 1)[1].split()
+
+
+def _children() -> dict[int, list[int]]:
+    """Each live process's children, by parent pid."""
+    below: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None:
+            below.setdefault(int(fields[1]), []).append(int(entry.name))
+    return below
+
+
+def _ticks(fields: list[str], *, reaped: bool) -> int:
+    # utime, stime; with ``reaped`` also cutime, cstime: children that ended and were waited
+    # for, whose CPU the kernel adds to their parent (PostgreSQL's finished backends).
+    used = int(fields[11]) + int(fields[12])
+    if reaped:
+        used += int(fields[13]) + int(fields[14])
+    return used
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(
+    roots: Mapping[str, int | None], *, own: str | None = None
+) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named process and everything below it.
+
+    A subtree that belongs to another named root is not counted twice: it counts for its own
+    name. ``own`` names the bench process itself, counted alone (its children are the parts
+    it started, each named separately, or nobody's).
+    """
+    below = _children()
+    named = {pid: name for name, pid in roots.items() if pid is not None}
+    used = dict.fromkeys(roots, 0.0)
+    for name, root in roots.items():
+        if root is None:
+            continue
+        if name == own:
+            fields = _stat_fields(root)
+            used[name] = _ticks(fields, reaped=False) / TICK if fields else 0.0
+            continue
+        stack, ticks = [root], 0
+        while stack:
+            pid = stack.pop()
+            fields = _stat_fields(pid)
+            if fields is not None:
+                ticks += _ticks(fields, reaped=True)
+            stack += [child for child in below.get(pid, []) if child not in named]
+        used[name] = ticks / TICK
+    return used
+
+
+def _own_tree_seconds() -> float:
+    """CPU seconds of this process and every process below it."""
+    return tree_cpu_seconds({"bench": os.getpid()})["bench"]
+
+
+def _busy_seconds() -> float:
+    """CPU seconds every core of the host spent busy so far (from /proc/stat)."""
+    first = Path("/proc/stat").read_text().splitlines()[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+@dataclass
+class Conditions:
+    """The conditions one measured point ran under."""
+
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    seconds: float = 0.0
+    bench_cores: float = 0.0
+    """Cores the bench and the processes it started kept busy on average."""
+    foreign_cores: float = 0.0
+    """Cores everything else on the host kept busy on average."""
+
+    def noise(
+        self, max_load: float = MAX_LOAD, max_foreign: float = MAX_FOREIGN_CORES
+    ) -> str | None:
+        """Why this point is too noisy to judge a target by, or None when it is not."""
+        reasons = []
+        if self.load_before[0] > max_load:
+            reasons.append(f"1-min load {self.load_before[0]:.1f} before (limit {max_load:g})")
+        others_after = self.load_after[0] - self.bench_cores
+        if others_after > max_load:
+            reasons.append(
+                f"1-min load {self.load_after[0]:.1f} after, {others_after:.1f} without the "
+                f"bench's own {self.bench_cores:.1f} cores (limit {max_load:g})"
+            )
+        if self.foreign_cores > max_foreign:
+            reasons.append(
+                f"other processes used {self.foreign_cores:.2f} cores (limit {max_foreign:g})"
+            )
+        return "; ".join(reasons) or None
+
+    def describe(self) -> str:
+        """One line for a table's footnote."""
+        return (
+            f"load {self.load_before[0]:.1f} → {self.load_after[0]:.1f}, "
+            f"other processes {self.foreign_cores:.2f} cores, bench {self.bench_cores:.2f} cores"
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def measured() -> Iterator[Conditions]:
+    """Record the conditions of the block it wraps (load, and whose CPU was busy)."""
+    conditions = Conditions(load_before=load_average())
+    began, busy, ours = time.perf_counter(), _busy_seconds(), _own_tree_seconds()
+    try:
+        yield conditions
+    finally:
+        elapsed = max(time.perf_counter() - began, 1e-9)
+        own = _own_tree_seconds() - ours
+        conditions.seconds = round(elapsed, 2)
+        conditions.load_after = load_average()
+        conditions.bench_cores = round(own / elapsed, 2)
+        conditions.foreign_cores = round(max(_busy_seconds() - busy - own, 0.0) / elapsed, 2)
+
+
+@dataclass
+class CpuSplit:
+    """CPU seconds used by each part between two readings, per unit of work."""
+
+    seconds: dict[str, float]
+    units: int
+    unit: str = "workflow"
+    wall: float = 0.0
+
+    def per_unit_ms(self) -> dict[str, float]:
+        return {name: 1000 * used / max(self.units, 1) for name, used in self.seconds.items()}
+
+    def lines(self) -> list[str]:
+        """Where the time went, one part per line."""
+        total = sum(self.seconds.values())
+        out = [f"where the time went ({self.units} {self.unit}s, {self.wall:.1f} s wall):"]
+        for name, per in self.per_unit_ms().items():
+            share = self.seconds[name] / total if total else 0.0
+            out.append(f"  {name:<28} {per:>8.2f} ms CPU per {self.unit} ({share:>4.0%})")
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "units": self.units,
+            "unit": self.unit,
+            "wall_seconds": round(self.wall, 2),
+            "cpu_seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "cpu_ms_per_unit": {k: round(v, 3) for k, v in self.per_unit_ms().items()},
+        }
+
+
+@dataclass
+class CpuMeter:
+    """Reads the CPU of named process trees (``name → pid``); ``own`` is the bench process."""
+
+    parts: dict[str, int | None] = field(default_factory=dict)
+    own: str | None = None
+
+    def read(self) -> dict[str, float]:
+        return tree_cpu_seconds(self.parts, own=self.own)
+
+    @contextlib.contextmanager
+    def split(self, units: int, unit: str = "workflow") -> Iterator[CpuSplit]:
+        """The CPU each part used in the block; set ``units`` on the result if it changes."""
+        before, began = self.read(), time.perf_counter()
+        result = CpuSplit({}, units, unit)
+        try:
+            yield result
+        finally:
+            after = self.read()
+            result.seconds = {name: after[name] - before[name] for name in self.parts}
+            result.wall = time.perf_counter() - began
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process in MiB, from /proc."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def revision() -> str:
+    """Muster's git revision, with ``+changes`` when tracked files differ from it."""
+    head = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+    changed = _git("status", "--porcelain", "--untracked-files=no")
+    return head + ("+changes" if changed else "")
+
+
+def _memory_gib() -> float:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    return 0.0
+
+
+def facts() -> dict[str, Any]:
+    """The host and the software a result was measured with."""
+    return {
+        "cores": cores(),
+        "memory_gib": _memory_gib(),
+        "python": platform.python_version(),
+        "temporalio": metadata.version("temporalio"),
+        "muster_revision": revision(),
+    }
