@@ -10,6 +10,8 @@ import contextlib
 import random
 import socket
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
-from muster_dev.process import free_port
+from muster_dev.process import ManagedProcess, free_port
 from muster_dev.temporal import DevServer, DevServerConfig
 from muster_dev.temporal_server import ServerPorts, TemporalServer, TemporalServerConfig
+from muster_runtime.polling import wait_until
+from tests.helpers import http_get, start_service
 
 
 def compile_sources(*roots: Path) -> None:
@@ -95,6 +100,41 @@ async def drive(
             latencies.append((time.perf_counter() - started) * 1000)
 
     began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(workflows)))
+    return time.perf_counter() - began, latencies
+
+
+async def drive_paced(
+    client: Client,
+    workflow: str,
+    task_queue: str,
+    workflows: int,
+    rate: float,
+    argument: Callable[[int], Any],
+    *,
+    id_prefix: str = "bench",
+    start_options: Callable[[Any], dict[str, Any]] | None = None,
+) -> tuple[float, list[float]]:
+    """Start ``workflows`` executions at ``rate`` per second whatever becomes of the earlier
+    ones (an open loop, as independent callers behave); (seconds until the last finished,
+    latencies in ms). A latency counts from when its start was due, so a driver that falls
+    behind shows as latency instead of hiding it."""
+    latencies: list[float] = []
+    began = time.perf_counter()
+
+    async def one(i: int) -> None:
+        due = began + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        value = argument(i)
+        await client.execute_workflow(
+            workflow,
+            value,
+            id=f"{id_prefix}-{uuid.uuid4()}",
+            task_queue=task_queue,
+            **(start_options(value) if start_options else {}),
+        )
+        latencies.append((time.perf_counter() - due) * 1000)
+
     await asyncio.gather(*(one(i) for i in range(workflows)))
     return time.perf_counter() - began, latencies
 
@@ -196,14 +236,34 @@ TEMPORAL_MARKERS = {"dev": ("server start-dev",), "server": ("temporal-server", 
 
 @dataclass
 class BenchTemporal:
-    """A running Temporal for one bench: its kind and frontend address."""
+    """A running Temporal for one bench: its kind, frontend address, and its processes (each
+    with everything below it) for CPU accounting."""
 
     kind: str
     address: str
+    pids: dict[str, int | None]
 
     @property
     def label(self) -> str:
         return "dev server" if self.kind == "dev" else "real server (PostgreSQL)"
+
+    async def version(self) -> str:
+        """What the server says it is (and, for the dev server, the CLI that runs it)."""
+        client = await Client.connect(self.address)
+        info = await client.workflow_service.get_system_info(GetSystemInfoRequest())
+        version = f"Temporal server {info.server_version}"
+        if self.kind == "dev":
+            cli = await asyncio.to_thread(
+                subprocess.run,
+                [str(Path(sys.executable).parent / "temporal"), "--version"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            version += f" in the dev server of {cli.stdout.split(' (')[0].strip()}"
+        else:
+            version += " on PostgreSQL"
+        return version
 
 
 @contextlib.contextmanager
@@ -228,7 +288,7 @@ def bench_temporal(
         )
         dev.start()
         try:
-            yield BenchTemporal(kind, dev.config.address)
+            yield BenchTemporal(kind, dev.config.address, {"Temporal": dev.process.pid})
         finally:
             dev.stop()
         return
@@ -242,7 +302,14 @@ def bench_temporal(
     )
     real.start()
     try:
-        yield BenchTemporal(kind, real.config.address)
+        yield BenchTemporal(
+            kind,
+            real.config.address,
+            {
+                "Temporal server": real.process.pid if real.process else None,
+                "PostgreSQL": real.postgres.process.pid if real.postgres.process else None,
+            },
+        )
         print(f"real server memory (PSS) at the end: {memory_line(real)}")
     finally:
         real.stop()
@@ -281,3 +348,32 @@ def _bindable(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def start_ready(
+    module: str, env: dict[str, str], log: Path, prefix: str, *, timeout: float = 120
+) -> tuple[ManagedProcess, int]:
+    """Start ``python -m module`` with its management port on loopback and wait until its
+    ``/readyz`` answers 200; the process and that port (``/metrics`` is there too)."""
+    port = free_port()
+    process = start_service(
+        module,
+        {
+            **env,
+            f"{prefix}HTTP__HOST": "127.0.0.1",
+            f"{prefix}HTTP__PORT": str(port),
+            "MUSTER_LOG__LEVEL": "WARNING",
+        },
+        log,
+    )
+
+    def ready() -> bool:
+        if not process.running():
+            raise RuntimeError(f"{module} exited:\n{process.tail()}")
+        try:
+            return http_get(f"http://127.0.0.1:{port}/readyz", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    wait_until(ready, what=f"{module} ready", timeout=timeout)
+    return process, port
