@@ -187,9 +187,20 @@ docs-dashboards: venv prometheus kube-tools dashboard-check ## draw docs/dashboa
 	@MUSTER_DASHBOARD_PICTURES=$(ROOT)/docs/dashboards MUSTER_BIN_DIR=$(BIN) \
 		$(PYTEST) tests/e2e/test_observability.py $(PYTEST_ARGS)
 
+# Each bench runs its series on the dev server and the real server (BENCH_TEMPORAL=dev for
+# the dev server alone) and writes JSON into bench/results; bench-plots draws them.
+BENCH_TEMPORAL ?= both
+
 .PHONY: bench
-bench: venv ## benchmarks that print comparison tables
-	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done
+bench: venv kube-tools temporal-server ## every benchmark's series (JSON in bench/results), then the plots and tables of docs/benchmarks.md
+	@set -e; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== $$m"; \
+		if [ $$m = bench_runtime_overhead ]; then $(PY) -m bench.$$m; \
+		else $(PY) -m bench.$$m --temporal $(BENCH_TEMPORAL); fi; done
+	@$(MAKE) --no-print-directory bench-plots
+
+.PHONY: bench-plots
+bench-plots: venv ## draw docs/benchmarks/*.png and the tables of docs/benchmarks.md from bench/results
+	@$(PY) -m bench.plots
 
 .PHONY: clean
 clean: ## remove build outputs and caches (keeps .state)

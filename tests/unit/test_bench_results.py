@@ -1,0 +1,114 @@
+"""The benchmarks' results machinery on a small real measurement: conditions and CPU read from
+/proc around real work, the JSON report written and read back, targets judged met, missed or
+too noisy, and ``bench.plots`` drawing the PNG and rewriting the results part of a page
+between its markers. (The benches themselves are not run by the test suite: ``make bench``.)"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import machine, plots, results
+
+
+def busy(cpu_seconds: float) -> int:
+    """Real work until this process has used ``cpu_seconds`` of CPU (however long that takes
+    on a busy host); how many hashes it took."""
+    end, count, data = time.process_time() + cpu_seconds, 0, b"x" * 4096
+    while time.process_time() < end:
+        data = hashlib.sha256(data).digest() * 128
+        count += 1
+    return count
+
+
+def test_conditions_and_cpu_come_from_proc() -> None:
+    meter = machine.CpuMeter({"bench": os.getpid()}, own="bench")
+    with machine.measured() as conditions, meter.split(10) as split:
+        busy(0.3)
+    assert conditions.seconds >= 0.3
+    assert len(conditions.load_before) == 3
+    assert len(conditions.load_after) == 3
+    # The bench's own work shows as its cores and as its part's CPU (clock ticks of 10 ms).
+    assert conditions.bench_cores > 0
+    assert split.seconds["bench"] >= 0.28
+    assert split.per_unit_ms()["bench"] == pytest.approx(split.seconds["bench"] * 100)
+    assert "ms CPU per workflow" in "\n".join(split.lines())
+    assert machine.facts()["cores"] == machine.cores() >= 1
+
+
+def test_noise_is_judged_before_met_or_missed() -> None:
+    calm = machine.Conditions(load_before=(0.5, 0.5, 0.5), load_after=(1.2, 1, 1), bench_cores=1)
+    assert calm.noise() is None
+    assert results.judge("p99", 120, 250, "ms", size=1, conditions=calm).verdict == results.MET
+    assert results.judge("p99", 300, 250, "ms", size=1, conditions=calm).verdict == results.MISSED
+    ratio = results.judge("r", 0.9, 0.9, "", better="higher", size=5, conditions=calm)
+    assert ratio.verdict == results.MET
+    busy_host = machine.Conditions(load_before=(6.0, 3, 2), foreign_cores=1.5)
+    noisy = results.judge("p99", 120, 250, "ms", size=1, conditions=busy_host)
+    assert noisy.verdict == results.NOISY
+    assert noisy.noise is not None
+    assert "load 6.0 before" in noisy.noise
+    assert "other processes used 1.50 cores" in noisy.noise
+
+
+def test_sizes_are_parsed_or_refused_with_the_reason() -> None:
+    assert results.sizes("10k, 1k,500,1k") == [500, 1000, 10000]
+    with pytest.raises(argparse.ArgumentTypeError, match="not a size"):
+        results.sizes("1k,lots")
+    with pytest.raises(argparse.ArgumentTypeError, match="positive"):
+        results.sizes("0")
+
+
+def test_a_report_is_written_read_and_drawn(tmp_path: Path) -> None:
+    folder, docs = tmp_path / "results", tmp_path / "docs"
+    report = results.Report("approval", "Parked approvals", {"sizes": [1, 2]})
+    run = report.server("dev", "dev server", "Temporal server x")
+    for size in (1, 2):
+        with machine.measured() as conditions:
+            busy(0.05)
+        metrics = {
+            "rss_growth_mb": 10.0 * size, "decide_p50_ms": 50, "decide_p99_ms": 90 + size,
+            "list_p50_ms": 20, "list_p99_ms": 40, "park_rate": 100,
+        }  # fmt: skip
+        run.points.append(results.Point(size, metrics, conditions.as_json()))
+        run.targets.append(
+            results.judge("worker RSS growth", 10.0 * size, 150, "MB", size=size,
+                          conditions=conditions, max_load=1e9, max_foreign=1e9)
+        )  # fmt: skip
+        saved = report.save(folder)
+    assert saved is not None
+    assert saved.parent == folder
+    loaded = results.load(saved)
+    assert [p["size"] for p in loaded["servers"]["dev"]["points"]] == [1, 2]
+    assert loaded["facts"]["temporalio"]
+
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\nkept\n\n{plots.BEGIN}\nold\n{plots.END}\n\nkept too\n")
+    written = plots.render(folder, docs, page)
+    assert docs / "approval.png" in written
+    assert docs / "approval.json" in written
+    assert (docs / "approval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = page.read_text()
+    assert "old" not in text
+    assert "kept\n" in text
+    assert "kept too" in text
+    assert "![approval](benchmarks/approval.png)" in text
+    assert "| dev server | - | 2 | 20 | 50 / 92 |" in text
+    assert "worker RSS growth 20.00 MB (target < 150): **met**" in text
+
+
+def test_bad_reports_and_pages_are_refused_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('{"bench": "approval"}')
+    with pytest.raises(ValueError, match="not a bench report: it lacks facts"):
+        results.load(tmp_path / "x.json")
+    with pytest.raises(SystemExit, match="no bench reports"):
+        plots.render(tmp_path / "empty-does-not-exist", tmp_path, None)
+    page = tmp_path / "page.md"
+    page.write_text("# no markers\n")
+    with pytest.raises(SystemExit, match="lacks the markers"):
+        plots.write_page([], page)
