@@ -221,6 +221,20 @@ async def test_listing_filters_and_scopes(running: Platform) -> None:
         assert injected.status_code == 422
 
 
+async def test_a_listing_is_one_page_of_at_most_limit(running: Platform) -> None:
+    # The gateway asks Temporal for one page of `limit` executions: never more, and no fewer
+    # when more match.
+    ids = [(await create(running, "dave", purchase(f"Chair {n}")))["request"]["request_id"]
+           for n in range(3)]  # fmt: skip
+
+    async def all_listed() -> bool:
+        return set(ids) <= set(await listed(running, "dave", limit="500"))
+
+    await async_wait_until(all_listed, what="dave's three requests listed", timeout=30)
+    assert len(await listed(running, "dave", limit="2")) == 2
+    assert len(await listed(running, "dave", limit="3")) == 3
+
+
 async def test_an_unanswered_request_escalates_and_the_next_level_decides(
     running: Platform,
 ) -> None:

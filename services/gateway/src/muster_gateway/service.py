@@ -374,7 +374,9 @@ class Gateway:
             )
         query = " AND ".join(clauses)
         found = []
-        async for execution in self.client.list_workflows(query, limit=limit):
+        # One page of just what is shown: the SDK's default page is 1,000 executions, which
+        # the server reads (and the gateway decodes) however few are wanted.
+        async for execution in self.client.list_workflows(query, limit=limit, page_size=limit):
             attrs = execution.typed_search_attributes
             memo = await execution.memo()
             amount = None
