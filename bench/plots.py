@@ -297,11 +297,11 @@ def section(bench: str, reports: list[dict[str, Any]]) -> list[str]:
     if targets:
         lines += ["", "Targets:", ""]
         for run, target in targets:
-            sign = "<" if target["better"] == "lower" else "≥"
+            wanted = results.Target(**target).wanted
             note = f" ({target['noise']})" if target.get("noise") else ""
             lines.append(
                 f"- {run['label']}, size {target['size']:,}: {target['name']} "
-                f"{target['value']:.2f} {target['unit']} (target {sign} {target['limit']:g}): "
+                f"{target['value']:.2f} {target['unit']} (target {wanted}): "
                 f"**{target['verdict']}**{note}"
             )
     return [*lines, ""]

@@ -37,11 +37,17 @@ class Target:
     noise: str | None = None
 
     @property
+    def wanted(self) -> str:
+        """The target as written: ``< 250``, ``≥ 0.9``, or ``0`` for a count that must be none."""
+        if self.better == "lower" and self.limit == 0:
+            return "0"
+        return f"{'<' if self.better == 'lower' else '≥'} {self.limit:g}"
+
+    @property
     def line(self) -> str:
-        sign = "<" if self.better == "lower" else "≥"
         unit = f" {self.unit}" if self.unit else ""
         text = (
-            f"target {self.name}: {self.value:.2f}{unit} (target {sign} {self.limit:g}{unit}): "
+            f"target {self.name}: {self.value:.2f}{unit} (target {self.wanted}{unit}): "
             f"{self.verdict}"
         )
         return text + (f" ({self.noise})" if self.noise else "")

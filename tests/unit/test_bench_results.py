@@ -48,6 +48,9 @@ def test_noise_is_judged_before_met_or_missed() -> None:
     assert results.judge("p99", 300, 250, "ms", size=1, conditions=calm).verdict == results.MISSED
     ratio = results.judge("r", 0.9, 0.9, "", better="higher", size=5, conditions=calm)
     assert ratio.verdict == results.MET
+    assert "(target ≥ 0.9)" in ratio.line
+    none_wanted = results.Target("5xx answers", 0, 0, "", "lower", 1, results.MET)
+    assert none_wanted.line == "target 5xx answers: 0.00 (target 0): met"
     busy_host = machine.Conditions(load_before=(6.0, 3, 2), foreign_cores=1.5)
     noisy = results.judge("p99", 120, 250, "ms", size=1, conditions=busy_host)
     assert noisy.verdict == results.NOISY
