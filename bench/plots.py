@@ -155,24 +155,32 @@ LAYOUTS: dict[str, Layout] = {
 }  # fmt: skip
 
 
+def _key(point: dict[str, Any]) -> tuple[str, int, str]:
+    return point.get("series", ""), point["size"], point.get("extra", {}).get("variant", "")
+
+
 def newest(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Per bench, the newest report for each Temporal it ran on (oldest report first)."""
-    by_bench: dict[str, dict[str, dict[str, Any]]] = {}
-    for path in sorted(folder.glob("*.json")):
-        report = results.load(path)
-        for kind, run in report["servers"].items():
-            if not run["points"]:
-                continue
-            chosen = by_bench.setdefault(report["bench"], {})
-            if kind not in chosen or chosen[kind]["started"] <= report["started"]:
-                chosen[kind] = report
+    """Per bench, the reports to show (oldest first): for each Temporal, series and size, the
+    point of the newest report that measured it, so a run of the bigger sizes adds to an
+    earlier run of the smaller ones instead of hiding it. Each report keeps only the points
+    (and targets) no newer report measured again."""
+    loaded = sorted((results.load(path) for path in folder.glob("*.json")),
+                    key=lambda r: r["started"], reverse=True)  # fmt: skip
     out: dict[str, list[dict[str, Any]]] = {}
-    for bench, chosen in by_bench.items():
-        kept: dict[str, dict[str, Any]] = {}
-        for kind, report in chosen.items():
-            one = kept.setdefault(report["started"], {**report, "servers": {}})
-            one["servers"][kind] = report["servers"][kind]
-        out[bench] = sorted(kept.values(), key=lambda r: r["started"])
+    seen: dict[str, set[tuple[str, tuple[str, int, str]]]] = {}
+    for report in loaded:
+        taken = seen.setdefault(report["bench"], set())
+        servers = {}
+        for kind, run in report["servers"].items():
+            points = [p for p in run["points"] if (kind, _key(p)) not in taken]
+            if not points:
+                continue
+            sizes = {p["size"] for p in points}
+            targets = [t for t in run["targets"] if t["size"] in sizes]
+            servers[kind] = {**run, "points": points, "targets": targets}
+        taken |= {(kind, _key(p)) for kind, run in servers.items() for p in run["points"]}
+        if servers:
+            out.setdefault(report["bench"], []).insert(0, {**report, "servers": servers})
     return out
 
 
@@ -190,6 +198,17 @@ def _groups(run: dict[str, Any], layout: Layout) -> dict[str, list[dict[str, Any
     return groups
 
 
+def _lines(
+    reports: list[dict[str, Any]], layout: Layout
+) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """The points of each line of a plot (Temporal, series), across reports, by size."""
+    lines: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for kind, run, _ in _runs(reports):
+        for series, points in _groups(run, layout).items():
+            lines.setdefault((kind, run["label"], series), []).extend(points)
+    return {key: sorted(points, key=lambda p: p["size"]) for key, points in lines.items()}
+
+
 def draw(bench: str, reports: list[dict[str, Any]], out: Path) -> None:
     """One PNG: a panel per measure, a line per Temporal (and series), target dashed."""
     layout = LAYOUTS[bench]
@@ -205,19 +224,18 @@ def draw(bench: str, reports: list[dict[str, Any]], out: Path) -> None:
     for n, panel in enumerate(layout.panels):
         axes = figure.add_subplot(rows, columns, n + 1)
         color = 0
-        for kind, run, _ in _runs(reports):
-            for series, points in _groups(run, layout).items():
-                for line in panel.lines:
-                    xs = [p["size"] for p in points if line.metric in p["metrics"]]
-                    ys = [p["metrics"][line.metric] for p in points if line.metric in p["metrics"]]
-                    if not xs:
-                        continue
-                    name = ", ".join(x for x in (run["label"], series, line.label) if x)
-                    axes.plot(
-                        xs, ys, marker=MARKERS.get(kind, "^"), linestyle=STYLES.get(kind, ":"),
-                        color=COLORS[color % len(COLORS)], label=name,
-                    )  # fmt: skip
-                    color += 1
+        for (kind, label, series), points in _lines(reports, layout).items():
+            for line in panel.lines:
+                xs = [p["size"] for p in points if line.metric in p["metrics"]]
+                ys = [p["metrics"][line.metric] for p in points if line.metric in p["metrics"]]
+                if not xs:
+                    continue
+                name = ", ".join(x for x in (label, series, line.label) if x)
+                axes.plot(
+                    xs, ys, marker=MARKERS.get(kind, "^"), linestyle=STYLES.get(kind, ":"),
+                    color=COLORS[color % len(COLORS)], label=name,
+                )  # fmt: skip
+                color += 1
         if panel.target is not None:
             axes.axhline(panel.target, color="#888888", linestyle=":", label="target")
         if layout.log_x:

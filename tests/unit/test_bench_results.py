@@ -104,6 +104,17 @@ def test_a_report_is_written_read_and_drawn(tmp_path: Path) -> None:
     assert "| dev server | - | 2 | 20 | 50 / 92 |" in text
     assert "worker RSS growth 20.00 MB (target < 150): **met**" in text
 
+    # A later run of sizes 2 and 4 adds to the earlier one: size 1 stays from the first.
+    later = results.Report("approval", "Parked approvals", {"sizes": [2, 4]})
+    later.started = "9999-01-01T00:00:00+00:00"
+    again = later.server("dev", "dev server")
+    for size in (2, 4):
+        again.points.append(results.Point(size, {"rss_growth_mb": 1.0}, conditions.as_json()))
+    later.save(folder)
+    shown = plots.newest(folder)["approval"]
+    assert [[p["size"] for p in r["servers"]["dev"]["points"]] for r in shown] == [[1], [2, 4]]
+    assert [t["size"] for t in shown[0]["servers"]["dev"]["targets"]] == [1]
+
 
 def test_bad_reports_and_pages_are_refused_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text('{"bench": "approval"}')
