@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullLocator
 
 from bench import results
 from bench.machine import REPO
@@ -92,6 +93,8 @@ LAYOUTS: dict[str, Layout] = {
             Column("decide p50 / p99 ms", "decide_p50_ms|decide_p99_ms"),
             Column("list p50 / p99 ms", "list_p50_ms|list_p99_ms"),
             Column("parked /s", "park_rate"),
+            Column("CPU ms per parked request: worker / Temporal",
+                   "split:parking:approval worker|split:parking:Temporal"),
         ),
     ),
     "operator": Layout(
@@ -112,6 +115,8 @@ LAYOUTS: dict[str, Layout] = {
             Column("reconcile p50 / p99 ms", "reconcile_p50_ms|reconcile_p99_ms"),
             Column("RSS growth MB", "operator_rss_growth_mb"),
             Column("idle writes /min", "idle_writes_per_minute", 1),
+            Column("CPU ms per Schedule: operator / kube-apiserver",
+                   "split:operator:operator|split:operator:kube-apiserver"),
         ),
     ),
     "fulfillment": Layout(
@@ -132,6 +137,9 @@ LAYOUTS: dict[str, Layout] = {
             Column("(b)/(a) merged", "stub_to_bare_merged", 2),
             Column("(a')/(a)", "machinery_to_bare_median", 2),
             Column("(b) p50 / p99 ms", "stub_p50_ms|stub_p99_ms"),
+            Column("CPU ms per workflow, (a) / (b): workers",
+                   "split:bare:worker processes|split:stub:worker processes"),
+            Column("(a) / (b): Temporal", "split:bare:Temporal|split:stub:Temporal"),
         ),
         log_x=False,
         keep=_sized,
@@ -150,6 +158,8 @@ LAYOUTS: dict[str, Layout] = {
             Column("offered /s", "paced_per_s", 1),
             Column("at 80 %: p50 / p99 ms", "paced_p50_ms|paced_p99_ms"),
             Column("5xx", "errors_5xx"),
+            Column("CPU ms per start at 80 %: gateway / worker",
+                   "split:paced:gateway|split:paced:approval worker"),
         ),
     ),
 }  # fmt: skip
@@ -224,7 +234,9 @@ def draw(bench: str, reports: list[dict[str, Any]], out: Path) -> None:
     for n, panel in enumerate(layout.panels):
         axes = figure.add_subplot(rows, columns, n + 1)
         color = 0
+        drawn = []
         for (kind, label, series), points in _lines(reports, layout).items():
+            drawn.append(points)
             for line in panel.lines:
                 xs = [p["size"] for p in points if line.metric in p["metrics"]]
                 ys = [p["metrics"][line.metric] for p in points if line.metric in p["metrics"]]
@@ -240,12 +252,17 @@ def draw(bench: str, reports: list[dict[str, Any]], out: Path) -> None:
             axes.axhline(panel.target, color="#888888", linestyle=":", label="target")
         if layout.log_x:
             axes.set_xscale("log")
+            axes.xaxis.set_minor_locator(NullLocator())
+        # The measured sizes themselves, written out (not 2x10^2).
+        axes.set_xticks(sorted({p["size"] for points in drawn for p in points}))
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         if panel.log_y:
             axes.set_yscale("log")
         axes.set_title(panel.title, fontsize=10)
         axes.set_xlabel(layout.x_label, fontsize=9)
         axes.set_ylabel(panel.unit, fontsize=9)
-        axes.set_ylim(0, axes.get_ylim()[1] * 1.08)
+        low, high = axes.get_ylim()
+        axes.set_ylim(min(low, 0), high * 1.08)
         axes.grid(alpha=0.3)
         axes.tick_params(labelsize=8)
         axes.legend(fontsize=7)
@@ -253,8 +270,23 @@ def draw(bench: str, reports: list[dict[str, Any]], out: Path) -> None:
     figure.savefig(out)
 
 
-def _cell(metrics: dict[str, Any], column: Column) -> str:
-    values = [metrics.get(key) for key in column.metric.split("|")]
+def _value(point: dict[str, Any], key: str) -> float | None:
+    """A metric, or ``split:<part of the run>:<process>``: CPU ms per unit from the split
+    (``Temporal`` is the dev server, or the real server with PostgreSQL)."""
+    if key.startswith("split:"):
+        _, part, process = key.split(":", 2)
+        per_unit = (point.get("split") or {}).get(part, {}).get("cpu_ms_per_unit", {})
+        value: float | None = per_unit.get(process)
+        if value is None and process == "Temporal" and "Temporal server" in per_unit:
+            # The real server's share is its own process and PostgreSQL's.
+            value = per_unit["Temporal server"] + per_unit.get("PostgreSQL", 0.0)
+        return value
+    found: float | None = point["metrics"].get(key)
+    return found
+
+
+def _cell(point: dict[str, Any], column: Column) -> str:
+    values = [_value(point, key) for key in column.metric.split("|")]
     return " / ".join("-" if v is None else f"{v:.{column.digits}f}" for v in values)
 
 
@@ -288,7 +320,7 @@ def section(bench: str, reports: list[dict[str, Any]]) -> list[str]:
     for _, run, _ in _runs(reports):
         for series, points in _groups(run, layout).items():
             for point in points:
-                cells = [_cell(point["metrics"], c) for c in layout.columns]
+                cells = [_cell(point, c) for c in layout.columns]
                 lines.append(
                     f"| {run['label']} | {series or '-'} | {point['size']:,} | "
                     + " | ".join(cells)
@@ -316,10 +348,11 @@ def section(bench: str, reports: list[dict[str, Any]]) -> list[str]:
         lines += ["", "Targets:", ""]
         for run, target in targets:
             wanted = results.Target(**target).wanted
+            unit = f" {target['unit']}" if target["unit"] else ""
             note = f" ({target['noise']})" if target.get("noise") else ""
             lines.append(
                 f"- {run['label']}, size {target['size']:,}: {target['name']} "
-                f"{target['value']:.2f} {target['unit']} (target {wanted}): "
+                f"{target['value']:.2f}{unit} (target {wanted}): "
                 f"**{target['verdict']}**{note}"
             )
     return [*lines, ""]
