@@ -1,6 +1,7 @@
-"""The one mapping from a Temporal error to what an HTTP caller gets (never a 500), how
-values are echoed in messages, and the gateway's catch-all: an unexpected failure is a
-problem document with an incident id, never a stack trace."""
+"""The one mapping from a Temporal error to what an HTTP caller gets (never a 500), what a
+failed start tells the caller about retrying, how values are echoed in messages, and the
+gateway's catch-all: an unexpected failure is a problem document with an incident id,
+never a stack trace."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from muster_gateway.app import create_app
 from muster_gateway.auth import Authenticator
 from muster_gateway.problems import from_temporal, shown
-from muster_gateway.service import Gateway
+from muster_gateway.service import Gateway, start_failed
 from muster_gateway.settings import AuthSettings
 from muster_runtime.policies import Directory
 
@@ -81,6 +82,20 @@ def test_an_update_refusal_keeps_its_words(kind: str, status: int) -> None:
     refusal = from_temporal(WorkflowUpdateFailedError(cause))
     assert refusal.status == status
     assert refusal.detail == "the workflow's own words"
+
+
+def test_a_start_whose_outcome_is_unknown_says_whether_a_retry_is_safe() -> None:
+    timeout = rpc(RPCStatusCode.DEADLINE_EXCEEDED, "context deadline exceeded")
+    keyed = start_failed(timeout, "order 'o-1'", "k-1")
+    assert keyed.status == 503
+    assert "retrying with the same Idempotency-Key and body is safe" in keyed.detail
+    unkeyed = start_failed(timeout, "approval request 'req-1'", None)
+    assert unkeyed.status == 503
+    assert "may have started: retry with an Idempotency-Key" in unkeyed.detail
+    # A refusal that is not the server's trouble is passed on as it is.
+    invalid = start_failed(rpc(RPCStatusCode.INVALID_ARGUMENT, "bad"), "order 'o-1'", "k-1")
+    assert invalid.status == 422
+    assert "Idempotency-Key" not in invalid.detail
 
 
 def test_an_echoed_value_is_escaped_and_cut() -> None:

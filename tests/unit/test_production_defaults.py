@@ -125,3 +125,19 @@ def test_the_gateway_refuses_token_mode_without_a_tokens_file(
     monkeypatch.setenv("MUSTER_GATEWAY_AUTH__MODE", "proxy")
     settings = load_settings(GatewaySettings)
     assert settings.auth.tokens_file is None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "61", "soon"])
+def test_the_gateway_refuses_a_state_read_timeout_out_of_range(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str
+) -> None:
+    monkeypatch.setenv("MUSTER_GATEWAY_POLICIES_DIR", str(tmp_path))
+    monkeypatch.setenv("MUSTER_GATEWAY_DIRECTORY_FILE", str(tmp_path / "directory.yaml"))
+    monkeypatch.setenv("MUSTER_GATEWAY_AUTH__MODE", "proxy")
+    monkeypatch.setenv("MUSTER_GATEWAY_STATE_READ_TIMEOUT", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(GatewaySettings)
+    (line,) = caught.value.problems
+    assert line.startswith("MUSTER_GATEWAY_STATE_READ_TIMEOUT"), line
+    monkeypatch.setenv("MUSTER_GATEWAY_STATE_READ_TIMEOUT", "0.5")
+    assert load_settings(GatewaySettings).state_read_timeout == 0.5

@@ -7,6 +7,11 @@ identity headers of a trusted authenticating proxy. Bodies are JSON, validated s
 ``MUSTER_GATEWAY_MAX_BODY_BYTES`` long. ``Idempotency-Key`` binds a key to the caller and
 the body for at least 24 hours: the same request again gets the same answer (with
 ``Idempotent-Replayed: true``), another body under the key gets a 422.
+
+A create that started its workflow always says so: ``201`` with the state, or ``202
+Accepted`` with a ``Location`` to GET when the worker did not answer in time. A ``503``
+means the start failed or its outcome is unknown; with the same ``Idempotency-Key`` and
+body a retry is safe.
 """
 
 import logging
@@ -43,6 +48,7 @@ from muster_gateway.service import (
     Gateway,
     NewApproval,
     RejectBody,
+    Started,
 )
 from muster_gateway.tracing import add_request_ids
 
@@ -64,7 +70,8 @@ IdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         pattern=KEY_PATTERN,
-        description="Same caller, key and body: the same order (replayed, 201); the same key "
+        description="Same caller, key and body: the same order (replayed: 201, or 202 "
+        "while the worker has not answered); the same key "
         "with another body: 422. A key is held for at least 24 hours.",
     ),
 ]
@@ -75,7 +82,8 @@ OptionalIdempotencyKey = Annotated[
         min_length=1,
         max_length=255,
         pattern=KEY_PATTERN,
-        description="Same caller, key and body: the same request (replayed, 201); the same "
+        description="Same caller, key and body: the same request (replayed: 201, or "
+        "202 while the worker has not answered); the same "
         "key with another body: 422. A key is held for at least 24 hours.",
     ),
 ]
@@ -110,6 +118,44 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
             }
         found[code] = response
     return found
+
+
+ACCEPTED_RETRY_AFTER = "2"
+"""Seconds a 202's caller is asked to wait before it GETs the Location."""
+
+
+class Accepted(BaseModel):
+    """A create that started its workflow, whose state the worker has not answered yet."""
+
+    status: Literal["accepted"] = Field(description="always 'accepted'")
+    detail: str = Field(description="what happened, and where to read the state")
+
+
+class ApprovalAccepted(Accepted):
+    """An approval request that was started; GET the Location for its state."""
+
+    request_id: str
+
+
+class OrderAccepted(Accepted):
+    """An order that was placed; GET the Location for its state."""
+
+    order_id: str
+
+
+def accepted(model: type[Accepted], location: str) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI response for a 202 Accepted answered with ``model``."""
+    return {
+        202: {
+            "model": model,
+            "description": "Started, but the worker did not answer in time: GET the Location "
+            "(after Retry-After) for its state. It is not started again by a retry.",
+            "headers": {
+                "Location": {"schema": {"type": "string"}, "description": location},
+                "Retry-After": {"schema": {"type": "string"}, "description": "seconds"},
+            },
+        }
+    }
 
 
 class ResolveBody(BaseModel):
@@ -343,24 +389,50 @@ def create_app(
         if not created:
             response.headers["Idempotent-Replayed"] = "true"
 
+    def started(
+        response: Response, started: Started[Any], location: str, body: Accepted
+    ) -> Response | Any:
+        """The state (the route's 201), or ``body`` as a 202 when the state is unread."""
+        if started.state is not None:
+            replayed(response, started.created)
+            response.headers["Location"] = location
+            return started.state
+        headers = {"Location": location, "Retry-After": ACCEPTED_RETRY_AFTER}
+        if not started.created:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
+
     @api.post(
         "/approvals",
         status_code=201,
         response_model=ApprovalState,
-        responses=errors(401, 413, 422, 503),
+        responses={
+            **accepted(ApprovalAccepted, "/v1/approvals/{request_id}"),
+            **errors(401, 413, 422, 503),
+        },
     )
     async def create_approval(
         body: NewApproval,
         who: Authenticated,
         response: Response,
         key: OptionalIdempotencyKey = None,
-    ) -> ApprovalState:
+    ) -> Any:
         """Ask for an approval; the caller is the requester. Policy: named, or the one that
-        applies to the kind and amount. The gateway chooses the request id."""
-        state, created = await gateway.create_approval(who, body, key)
-        replayed(response, created)
-        response.headers["Location"] = f"/v1/approvals/{state.request.request_id}"
-        return state
+        applies to the kind and amount. The gateway chooses the request id. 202 when the
+        request was started but the worker did not answer in time."""
+        result = await gateway.create_approval(who, body, key)
+        location = f"/v1/approvals/{result.id}"
+        return started(
+            response,
+            result,
+            location,
+            ApprovalAccepted(
+                request_id=result.id,
+                status="accepted",
+                detail=f"approval request {result.id} was started and the worker has not "
+                f"answered yet; GET {location} for its state",
+            ),
+        )
 
     @api.get("/approvals", response_model=list[ApprovalSummary], responses=errors(401, 422, 503))
     async def list_approvals(
@@ -417,17 +489,30 @@ def create_app(
         "/orders",
         status_code=201,
         response_model=OrderState,
-        responses=errors(401, 409, 413, 422, 503),
+        responses={
+            **accepted(OrderAccepted, "/v1/orders/{order_id}"),
+            **errors(401, 409, 413, 422, 503),
+        },
     )
     async def place_order(
         order: Order, key: IdempotencyKey, who: Authenticated, response: Response
-    ) -> OrderState:
+    ) -> Any:
         """Place an order (needs ``Idempotency-Key``); it runs the fulfillment saga. An
-        order id is placed once (409 for another request with the same order id)."""
-        state, created = await gateway.place_order(who, order, key)
-        replayed(response, created)
-        response.headers["Location"] = f"/v1/orders/{order.order_id}"
-        return state
+        order id is placed once (409 for another request with the same order id). 202 when
+        the order was placed but the worker did not answer in time."""
+        result = await gateway.place_order(who, order, key)
+        location = f"/v1/orders/{result.id}"
+        return started(
+            response,
+            result,
+            location,
+            OrderAccepted(
+                order_id=result.id,
+                status="accepted",
+                detail=f"order {result.id} was placed and the worker has not answered yet; "
+                f"GET {location} for its state",
+            ),
+        )
 
     @api.get("/orders/{order_id}", response_model=OrderState, responses=errors(401, 403, 404, 503))
     async def get_order(order_id: str, who: Authenticated) -> OrderState:

@@ -50,6 +50,7 @@ async def build(
         orders_task_queue=settings.orders_task_queue,
         admin_group=settings.admin_group,
         keys=IdempotencyKeys(client, hours=settings.idempotency_hours),
+        state_read_timeout=settings.state_read_timeout,
     )
     app = create_app(gateway, auth, max_body_bytes=settings.max_body_bytes)
 

@@ -7,12 +7,13 @@ every Temporal error becomes one through :func:`muster_gateway.problems.from_tem
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from datetime import datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from temporalio.client import (
@@ -57,8 +58,12 @@ __all__ = [
     "GatewayError",
     "NewApproval",
     "RejectBody",
+    "Started",
     "require_clean_text",
+    "start_failed",
 ]
+
+log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9._@:+-]{1,256}$")
 # What an approval request's or an order's id can look like (request ids are req-<hex> or
@@ -178,6 +183,35 @@ def _safe(value: str, what: str) -> str:
     return value
 
 
+S = TypeVar("S", ApprovalState, OrderState)
+
+
+@dataclass(frozen=True)
+class Started(Generic[S]):
+    """What a start answered: the id it started (or a key's replay found), ``created`` when
+    this call started it, and its state, or ``None`` when the state could not be read in
+    time. The workflow runs either way: the state is for the answer only."""
+
+    id: str
+    created: bool
+    state: S | None
+
+
+def start_failed(error: TemporalError, subject: str, key: str | None) -> GatewayError:
+    """The refusal a failed start means; a 503 says whether a retry is safe. Its outcome may
+    be unknown (a timeout): the workflow may have started after all."""
+    refusal = from_temporal(error, subject)
+    if refusal.status == 503:
+        refusal.detail += (
+            "; retrying with the same Idempotency-Key and body is safe: it never starts a "
+            "second one"
+            if key is not None
+            else "; the request may have started: retry with an Idempotency-Key next time, so "
+            "that a retry cannot start a second one"
+        )
+    return refusal
+
+
 def _missing(what: str, value: str) -> GatewayError:
     return GatewayError(404, "not-found", "Not found", f"no {what} {shown(value)}")
 
@@ -193,6 +227,9 @@ class Gateway:
     orders_task_queue: str
     admin_group: str
     keys: IdempotencyKeys | None = None
+    state_read_timeout: float = 5.0
+    """Seconds a create waits for the started workflow's state (a query the worker answers)
+    before it answers 202 Accepted instead."""
 
     def __post_init__(self) -> None:
         if self.keys is None:
@@ -255,9 +292,10 @@ class Gateway:
 
     async def create_approval(
         self, caller: Caller, body: NewApproval, idempotency_key: str | None
-    ) -> tuple[ApprovalState, bool]:
-        """Start a request for the caller; ``True`` when this call created it. With a key, a
-        repeat (same caller, key and body) returns the same request; another body is a 422."""
+    ) -> Started[ApprovalState]:
+        """Start a request for the caller. With a key, a repeat (same caller, key and body)
+        returns the same request; another body is a 422. Once started, it is answered as
+        started even when its state cannot be read (``state`` is then ``None``)."""
         require_clean_text(body)
         policy = self.choose_policy(body)
         # A new id each time: a key names its request through its record (whose target
@@ -265,13 +303,16 @@ class Gateway:
         request_id = f"req-{uuid.uuid4().hex[:20]}"
         if idempotency_key is not None:
             assert self.keys is not None
-            claim = await self.keys.claim(
-                "POST /v1/approvals",
-                caller.user,
-                idempotency_key,
-                fingerprint(body.model_dump(mode="json")),
-                request_id,
-            )
+            try:
+                claim = await self.keys.claim(
+                    "POST /v1/approvals",
+                    caller.user,
+                    idempotency_key,
+                    fingerprint(body.model_dump(mode="json")),
+                    request_id,
+                )
+            except TemporalError as exc:
+                raise start_failed(exc, "the new approval request", idempotency_key) from None
             request_id = claim.target
         annotate(request_id=request_id)
         request = ApprovalRequest(
@@ -306,15 +347,29 @@ class Gateway:
         except WorkflowAlreadyStartedError:
             # Only a key's record names an id twice: this is the key's request.
             created = False
-        return await self._approval_state(request_id), created
+        except TemporalError as exc:
+            raise start_failed(
+                exc, f"approval request {shown(request_id)}", idempotency_key
+            ) from None
+        try:
+            state = await self._approval_state(request_id, rpc_timeout=self._read_timeout())
+        except GatewayError as exc:
+            log.warning("started approval request %s; its state is unread: %s", request_id, exc)
+            return Started(request_id, created, None)
+        return Started(request_id, created, state)
 
-    async def _approval_state(self, request_id: str) -> ApprovalState:
+    def _read_timeout(self) -> timedelta:
+        return timedelta(seconds=self.state_read_timeout)
+
+    async def _approval_state(
+        self, request_id: str, rpc_timeout: timedelta | None = None
+    ) -> ApprovalState:
         if not _ID.match(request_id):
             raise _missing("approval request", request_id)
         handle = self.client.get_workflow_handle(approval.workflow_id(request_id))
         try:
             state: ApprovalState = await handle.query(
-                approval.STATE_QUERY, result_type=ApprovalState
+                approval.STATE_QUERY, result_type=ApprovalState, rpc_timeout=rpc_timeout
             )
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
@@ -438,9 +493,10 @@ class Gateway:
 
     async def place_order(
         self, caller: Caller, order: Order, idempotency_key: str
-    ) -> tuple[OrderState, bool]:
-        """Start the order's saga; ``True`` when this call started it. The same caller, key
-        and order again returns the same order; another order under the key is a 422."""
+    ) -> Started[OrderState]:
+        """Start the order's saga. The same caller, key and order again returns the same
+        order; another order under the key is a 422. Once started, it is answered as started
+        even when its state cannot be read (``state`` is then ``None``)."""
         require_clean_text(order)
         annotate(order_id=order.order_id)
         assert self.keys is not None
@@ -448,11 +504,15 @@ class Gateway:
         record_id = IdempotencyKeys.record_id("POST /v1/orders", caller.user, idempotency_key)
         # An order placed by another request is refused before this key is claimed, so the
         # refusal leaves nothing behind (two first placements racing may leave a key record).
-        await self._refuse_foreign_order(workflow_id, record_id, caller, idempotency_key)
-        claim = await self.keys.claim(
-            "POST /v1/orders", caller.user, idempotency_key,
-            fingerprint(order.model_dump(mode="json")), order.order_id,
-        )  # fmt: skip
+        subject = f"order {shown(order.order_id)}"
+        try:
+            await self._refuse_foreign_order(workflow_id, record_id, caller, idempotency_key)
+            claim = await self.keys.claim(
+                "POST /v1/orders", caller.user, idempotency_key,
+                fingerprint(order.model_dump(mode="json")), order.order_id,
+            )  # fmt: skip
+        except TemporalError as exc:
+            raise start_failed(exc, subject, idempotency_key) from None
         try:
             await self.client.start_workflow(
                 fulfillment.WORKFLOW,
@@ -469,9 +529,19 @@ class Gateway:
             )
             created = True
         except WorkflowAlreadyStartedError:
-            await self._refuse_foreign_order(workflow_id, claim.record_id, caller, idempotency_key)
             created = False
-        return await self._order_state(caller, order.order_id, check="none"), created
+        except TemporalError as exc:
+            raise start_failed(exc, subject, idempotency_key) from None
+        if not created:
+            await self._refuse_foreign_order(workflow_id, claim.record_id, caller, idempotency_key)
+        try:
+            state = await self._order_state(
+                caller, order.order_id, check="none", rpc_timeout=self._read_timeout()
+            )
+        except GatewayError as exc:
+            log.warning("started order %s; its state is unread: %s", order.order_id, exc)
+            return Started(order.order_id, created, None)
+        return Started(order.order_id, created, state)
 
     async def _refuse_foreign_order(
         self, workflow_id: str, record_id: str, caller: Caller, key: str
@@ -499,17 +569,24 @@ class Gateway:
             )  # fmt: skip
 
     async def _order_state(
-        self, caller: Caller, order_id: str, *, check: Literal["owner", "view", "none"]
+        self,
+        caller: Caller,
+        order_id: str,
+        *,
+        check: Literal["owner", "view", "none"],
+        rpc_timeout: timedelta | None = None,
     ) -> OrderState:
         if not _ID.match(order_id):
             raise _missing("order", order_id)
         subject = f"order {shown(order_id)}"
         handle = self.client.get_workflow_handle(fulfillment.workflow_id(order_id))
         try:
-            description = await handle.describe()
+            description = await handle.describe(rpc_timeout=rpc_timeout)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
                 raise _missing("order", order_id) from None
+            raise from_temporal(exc, subject) from None
+        except TemporalError as exc:
             raise from_temporal(exc, subject) from None
         if check != "none":
             memo = await description.memo()
@@ -520,7 +597,9 @@ class Gateway:
                     f"{caller.user} neither placed order {order_id} nor is asked to approve it",
                 )  # fmt: skip
         try:
-            state: OrderState = await handle.query(fulfillment.STATE_QUERY, result_type=OrderState)
+            state: OrderState = await handle.query(
+                fulfillment.STATE_QUERY, result_type=OrderState, rpc_timeout=rpc_timeout
+            )
         except TemporalError as exc:
             raise from_temporal(exc, subject) from None
         return state

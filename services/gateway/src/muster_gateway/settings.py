@@ -61,6 +61,9 @@ class GatewaySettings(HttpServiceSettings):
     idempotency_hours: float = Field(default=24.0, ge=1, le=24 * 30)
     """How long an Idempotency-Key is held at least (a key record in Temporal, kept after
     that for the namespace's retention)."""
+    state_read_timeout: float = Field(default=5.0, gt=0, le=60)
+    """Seconds a create (POST /v1/approvals, /v1/orders) waits for the started workflow's
+    state from its worker; past it, the answer is 202 Accepted with a Location to GET."""
 
     @model_validator(mode="after")
     def _tokens_file_when_tokens(self) -> Self:
