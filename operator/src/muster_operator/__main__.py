@@ -9,7 +9,10 @@ be doubled.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
+from typing import Any, cast
 
 import kopf
 import uvloop
@@ -21,6 +24,16 @@ from muster_runtime.settings import SettingsError, TemporalSettings, load_settin
 from muster_runtime.usage import handle_command_line
 
 DESCRIPTION = "Muster's operator: reconciles Schedule and ApprovalPolicy resources into Temporal"
+
+
+def operator_identity() -> str:
+    """kopf's name for this operator: the pod's name (or the host's).
+
+    Left to itself kopf asks :func:`getpass.getuser`, which raises for a uid that has no
+    entry in ``/etc/passwd``: a pod run as an arbitrary uid (as OpenShift assigns them, or
+    ``common.podSecurityContext.runAsUser``) would crash at start.
+    """
+    return f"muster-operator@{os.environ.get('POD_NAME') or socket.gethostname()}"
 
 
 def main() -> int:
@@ -52,6 +65,8 @@ def main() -> int:
         # (bench/bench_operator.py).
         loop=uvloop.new_event_loop(),
         standalone=True,
+        # kopf types the identity as a NewType of str that it does not export.
+        identity=cast(Any, operator_identity()),
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.liveness_port}/healthz",
