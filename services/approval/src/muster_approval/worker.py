@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from muster_approval.workflows import Approval
 from muster_runtime.policies import Directory, PolicyError, cached_by_mtime, load_policy_dir
 from muster_runtime.service import StartupError, WorkerDefinition, worker_main
 from muster_runtime.settings import Port, WorkerServiceSettings, WorkerSettings
+
+log = logging.getLogger(__name__)
 
 
 class SmtpSettings(BaseModel):
@@ -85,8 +88,14 @@ def sources(
     except PolicyError as exc:
         raise StartupError(str(exc)) from None
     if not found:
-        raise StartupError(
-            f"MUSTER_APPROVAL_POLICIES_DIR={policy_dir}: no ApprovalPolicy documents found"
+        # On Kubernetes the folder is the operator's published ConfigMap, empty until the
+        # first ApprovalPolicy is applied; the worker must be up by then (the files are
+        # re-read when they change). A request naming a policy not there yet fails with
+        # UnknownPolicy, as it does for any unknown name.
+        log.warning(
+            "MUSTER_APPROVAL_POLICIES_DIR=%s holds no ApprovalPolicy yet; requests fail "
+            "until one is published there",
+            policy_dir,
         )
     return policies, directory
 
