@@ -150,8 +150,14 @@ def test_probes_and_graceful_termination(rendered: dict[str, list[Manifest]]) ->
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["startupProbe"]["httpGet"]["port"] == "metrics"
-    gateway = deployments["muster-gateway"]["spec"]["template"]["spec"]["containers"][0]
+    gateway_pod = deployments["muster-gateway"]["spec"]["template"]["spec"]
+    gateway = gateway_pod["containers"][0]
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # A stopping gateway keeps serving while kube-proxy drops it (a rollout once failed the
+    # requests of that moment); its grace covers the delay and the requests in flight.
+    env = {e["name"]: e.get("value") for e in gateway["env"]}
+    assert env["MUSTER_GATEWAY_API__SHUTDOWN_DELAY_SECONDS"] == "5"
+    assert gateway_pod["terminationGracePeriodSeconds"] == 5 + 25
     operator = deployments["muster-operator"]
     assert operator["spec"]["replicas"] == 1
     assert operator["spec"]["strategy"]["type"] == "Recreate"

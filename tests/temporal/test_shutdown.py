@@ -1,18 +1,24 @@
 """Graceful shutdown: on SIGTERM a worker stops polling, lets in-flight activities finish
 within the grace period, cancels those that would outlast it (they are retried elsewhere,
-nothing is lost), and exits 0."""
+nothing is lost), and exits 0. An HTTP service (the gateway, the backends) keeps serving
+through its shutdown delay, reporting not ready and closing keep-alive connections, and
+only then closes its port: a rollout on Kubernetes once failed the requests that arrived
+before kube-proxy had dropped the stopping pod."""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
+import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from muster_dev.process import ManagedProcess, wait_for_exit
+from tests.fulfillment_support import start_backends
 from tests.helpers import REPO, free_port, http_get, unique, wait_until
 from tests.temporal.slow_worker import HoldInput
 
@@ -116,3 +122,35 @@ async def test_activity_outlasting_the_grace_period_is_cancelled_and_retried(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_http_service_serves_through_its_shutdown_delay(tmp_path: Path) -> None:
+    delay = 5.0
+    backends = start_backends(tmp_path, {"MUSTER_BACKENDS_API__SHUTDOWN_DELAY_SECONDS": str(delay)})
+    stock = f"{backends.api}/inventory/stock"
+    try:
+        with httpx.Client(timeout=10) as kept_alive:
+            before = kept_alive.get(stock)
+            assert before.status_code == 200
+            assert before.headers.get("connection") != "close"
+            stopped_at = time.monotonic()
+            backends.process.signal(signal.SIGTERM)
+            wait_until(
+                lambda: http_get(backends.management + "/readyz", timeout=2)[0] == 503,
+                what="the backends to report not ready",
+                timeout=delay,
+                ignore=(OSError,),
+            )
+            # Still serving: the kept-alive connection is told to close ...
+            during = kept_alive.get(stock)
+            assert during.status_code == 200
+            assert during.headers["connection"] == "close"
+        # ... and a new connection is still accepted, until the delay is over.
+        assert httpx.get(stock, timeout=10).status_code == 200
+        assert backends.process.running()
+        assert wait_for_exit(backends.process, timeout=60) == 0, backends.process.tail()
+        assert time.monotonic() - stopped_at >= delay
+        log = (tmp_path / "backends.log").read_text()
+        assert "serving 5.0s more while routes to this process are removed" in log
+    finally:
+        backends.process.stop()

@@ -2,7 +2,10 @@
 
 The API listens on its own port (``<prefix>API__PORT``); health, readiness and metrics stay
 on the management port every Muster process has. Signals are the ServiceProcess's: SIGTERM
-makes the API stop accepting, finish in-flight requests, and exit.
+makes the API report not ready, keep serving for ``shutdown_delay_seconds`` (while a load
+balancer or kube-proxy stops sending it new connections; every answer then closes its
+connection, so keep-alive clients reconnect elsewhere), then stop accepting, finish
+in-flight requests, and exit.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import socket
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from muster_runtime.service import ServiceProcess, StartupError, fail_startup
 from muster_runtime.settings import (
@@ -28,6 +32,8 @@ from muster_runtime.settings import (
 
 ASGIApp = Callable[..., Awaitable[None]]
 
+log = logging.getLogger(__name__)
+
 
 class ApiSettings(BaseModel):
     """Where an HTTP service's API listens."""
@@ -39,7 +45,12 @@ class ApiSettings(BaseModel):
     port: Port = 8080
     """API port."""
     shutdown_grace_seconds: float = 20.0
-    """After SIGTERM, in-flight requests get this long to finish."""
+    """After SIGTERM (and the delay below), in-flight requests get this long to finish."""
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0, le=120)
+    """After SIGTERM, keep accepting requests this long before closing the listener: the
+    time whoever routes to this process takes to stop sending it new connections (on
+    Kubernetes, kube-proxy dropping a terminating pod; the chart sets the gateway's from
+    gateway.shutdownDelaySeconds)."""
 
 
 class HttpServiceSettings(ServiceSettings):
@@ -47,6 +58,29 @@ class HttpServiceSettings(ServiceSettings):
 
     api: ApiSettings = ApiSettings()
     """HTTP API."""
+
+
+class _CloseWhenDraining:
+    """ASGI middleware: once ``draining`` is set, every HTTP answer says
+    ``Connection: close``, so a keep-alive client's next request opens a new connection
+    (which goes to a pod that is not stopping) instead of reusing one about to close."""
+
+    def __init__(self, app: Any, draining: asyncio.Event) -> None:
+        self.app = app
+        self.draining = draining
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and self.draining.is_set():
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
 
 
 class _Server(uvicorn.Server):
@@ -83,8 +117,9 @@ async def serve_asgi(
 ) -> int:
     """Serve ``app`` until a stop is requested; returns the exit status."""
     sock = bind(api.host, api.port, variable)
+    draining = asyncio.Event()
     config = uvicorn.Config(
-        app,
+        _CloseWhenDraining(app, draining),
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -109,6 +144,15 @@ async def serve_asgi(
         process.health.set(check, ok=False, detail=f"API stopped: {task.exception()!r}")
     else:
         process.health.set(check, ok=False, detail="draining")
+        draining.set()
+        if api.shutdown_delay_seconds:
+            log.info(
+                "stopping: serving %.1fs more while routes to this process are removed",
+                api.shutdown_delay_seconds,
+            )
+            # The process's own drain period (like kube-apiserver's shutdown delay), not a
+            # wait for some state: nothing tells a pod when every proxy has updated.
+            await asyncio.sleep(api.shutdown_delay_seconds)
         server.should_exit = True
         with contextlib.suppress(SystemExit):
             await task
