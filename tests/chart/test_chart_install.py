@@ -159,6 +159,11 @@ def check_installed(
 
     if scenario != "production":
         operator_writes_its_certificate(kubectl, namespace, release)
+    # The operator publishes a policy into the chart's (empty) ConfigMap.
+    policies = f"{release}-muster-approval-policies"
+    published = {"data": {"default.large-orders.yaml": "kind: ApprovalPolicy\n"}}
+    kubectl("patch", "configmap", policies, "-n", namespace, "--type=merge",
+            "-p", json.dumps(published))  # fmt: skip
 
     session = f"{release}-muster-gateway-session"
     key_before = session_key(kubectl, namespace, session)
@@ -178,6 +183,9 @@ def check_installed(
     for deployment in deployments["items"]:
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert labels.get("rollout") == "two", deployment["metadata"]["name"]
+    # What the operator published survives the upgrade (the chart renders no data).
+    kept_data = kubectl("get", "configmap", policies, "-n", namespace, "-o", "json").stdout
+    assert json.loads(kept_data)["data"] == published["data"]
     if scenario != "production":
         # What the operator wrote (the certificate and the CA bundle) survives the upgrade.
         secret = kubectl("get", "secret", f"{release}-muster-operator-webhook-tls",
