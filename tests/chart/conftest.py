@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chart.images import COMPONENTS, BuiltImage, Container, build, buildah
+from tests.chart.images import COMPONENTS, DEV_SERVER, BuiltImage, Container, build, buildah
 
 _BUILT: dict[str, BuiltImage] = {}
 
@@ -20,6 +20,14 @@ def images() -> Iterator[dict[str, BuiltImage]]:
             _BUILT[component] = build(component)
     yield _BUILT
     buildah("rmi", "--prune", check=False)
+
+
+@pytest.fixture(scope="session")
+def dev_server_image() -> BuiltImage:
+    """The Temporal dev server's image (the Dockerfile's ``temporal`` target), built once."""
+    if DEV_SERVER not in _BUILT:
+        _BUILT[DEV_SERVER] = build(DEV_SERVER)
+    return _BUILT[DEV_SERVER]
 
 
 @pytest.fixture(scope="session")

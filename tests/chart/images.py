@@ -83,15 +83,24 @@ def image_exists(reference: str) -> bool:
     return buildah("inspect", "--type", "image", reference, check=False).returncode == 0
 
 
+DEV_SERVER = "temporal"
+"""The Dockerfile's target for the Temporal dev server image (``localhost/muster-temporal``)."""
+
+
 def build(component: str, tag: str = "test") -> BuiltImage:
-    """Build one component's image from the repository root on the local base."""
+    """Build one component's image (or the dev server's, ``DEV_SERVER``) from the repository
+    root on the local base."""
     reference = f"localhost/muster-{component}:{tag}"
     if not image_exists(BASE_IMAGE):
         raise RuntimeError(f"{BASE_IMAGE} is missing: run `make image-base` (debootstrap)")
     started = time.monotonic()
-    args = [
-        f"--build-arg={key}={value}" for key, value in COMPONENTS[component].build_args().items()
-    ]
+    if component == DEV_SERVER:
+        args = ["--target", DEV_SERVER]
+    else:
+        args = [
+            f"--build-arg={key}={value}"
+            for key, value in COMPONENTS[component].build_args().items()
+        ]
     buildah(
         # No --layers: with vfs storage every cached layer is a full copy of the root
         # filesystem (a build takes 3x as long); the uv cache mount keeps downloads shared.

