@@ -224,6 +224,7 @@ class HostSnapshot:
     """What the node may change while it runs but must restore when it stops."""
 
     interfaces: frozenset[str]
+    routes: frozenset[str]
     mounts: frozenset[str]
     firewall: str
     nftables: str
@@ -235,6 +236,7 @@ class HostSnapshot:
         """The host as it is now."""
         return cls(
             interfaces=frozenset(os.listdir("/sys/class/net")),
+            routes=frozenset(_output("ip", "-4", "route", "show", "table", "all").splitlines()),
             mounts=frozenset(_mount_points()),
             firewall=_firewall(),
             nftables=_output("nft", "list", "ruleset"),
@@ -344,10 +346,15 @@ def wait_ready(kubectl: Run, namespace: str, *pods: str, timeout: float = 90) ->
 
 
 PROBE = """
-import json, socket, sys, urllib.request
-url = sys.argv[1]
+import json, socket, sys, urllib.parse, urllib.request
+url, timeout = sys.argv[1], float(sys.argv[2])
 try:
-    body = urllib.request.urlopen(url, timeout=float(sys.argv[2])).read().decode().strip()
+    if url.startswith("tcp://"):
+        where = urllib.parse.urlsplit(url)
+        socket.create_connection((where.hostname, where.port), timeout=timeout).close()
+        body = "connected"
+    else:
+        body = urllib.request.urlopen(url, timeout=timeout).read().decode().strip()
     print(json.dumps({"ok": True, "body": body}))
 except Exception as exc:
     print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}))
@@ -355,7 +362,8 @@ except Exception as exc:
 
 
 def http_from(kubectl: Run, namespace: str, pod: str, url: str, timeout: float = 2) -> Manifest:
-    """GET ``url`` from inside a pod: ``{"ok": True, "body": ...}`` or ``{"ok": False, ...}``."""
+    """GET ``url`` from inside a pod (or, for ``tcp://host:port``, connect): ``{"ok": True,
+    "body": ...}`` or ``{"ok": False, "error": ...}``."""
     result = kubectl(
         "exec", "-n", namespace, pod, "--", "python3", "-c", PROBE, url, str(timeout),
         timeout=timeout + 30,

@@ -1,7 +1,8 @@
 """``muster cluster down`` leaves the host as it was: no node process, mount, interface,
-cgroup or firewall rule, unchanged machine-wide sysctls, none of the kubelet's or
+route, cgroup or firewall rule, unchanged machine-wide sysctls, none of the kubelet's or
 containerd's fixed paths, no state file; also after a launcher that was killed. While the
-node runs, the host's own sysctls, mounts and firewall are untouched too. Runs last in the
+node runs, the host's own sysctls, mounts and firewall are untouched too, and its routes
+only gain the one to the Service network through the node. Runs last in the
 tier (conftest orders it), since it stops the session's cluster."""
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from muster_dev.node import HOST_LINK, leftovers
+from muster_dev.cluster import ClusterSettings
+from muster_dev.kube import SERVICE_CLUSTER_IP_RANGE
+from muster_dev.node import HOST_LINK, NodeAddresses, leftovers
 from muster_runtime.polling import wait_until
 from tests.cluster.support import (
     ClusterHandle,
@@ -31,6 +34,11 @@ def test_down_leaves_nothing_behind(cluster: ClusterHandle) -> None:
     running = HostSnapshot.take()
     # While it runs, the node shows on the host only as its end of the veth pair.
     assert running.interfaces == cluster.before.interfaces | {HOST_LINK}
+    # ... and a route to the Service network through it, for the API server's webhook calls.
+    node_ip = NodeAddresses.from_cidr(ClusterSettings().link_cidr).node_ip
+    added = running.routes - cluster.before.routes
+    assert f"{SERVICE_CLUSTER_IP_RANGE} via {node_ip} dev {HOST_LINK}" in added, added
+    assert not cluster.before.routes - running.routes
     assert running.sysctls == cluster.before.sysctls
     assert running.firewall == cluster.before.firewall
     assert running.nftables == cluster.before.nftables

@@ -357,7 +357,7 @@ class LocalCluster:
         self._take_lock()  # before the try: a refused start must not touch the other node
         try:
             self._clean_leftovers()
-            check_host_network(self.addresses)
+            check_host_network(self.addresses, SERVICE_CLUSTER_IP_RANGE)
             self._prepare_workdir()
             self._state = {
                 "launcher_pid": os.getpid(),
@@ -393,9 +393,7 @@ class LocalCluster:
         # containerd starts while the control plane does; the node's images are written
         # meanwhile and imported once both are up.
         self._write_containerd_config()
-        self._start_process(
-            "containerd", ["containerd", "--config", str(self.paths.containerd_config)]
-        )
+        self._start_containerd()
         archives = self._write_node_images()
 
         self.out("starting etcd and kube-apiserver ...")
@@ -447,6 +445,28 @@ class LocalCluster:
         self.processes[name] = process
         self._record_pids()
         return process
+
+    def _start_containerd(self) -> ManagedProcess:
+        return self._start_process(
+            "containerd", ["containerd", "--config", str(self.paths.containerd_config)]
+        )
+
+    def restart_containerd(self, timeout: float = 60.0) -> int:
+        """Restart the node's containerd as a service manager does: SIGTERM, then start it
+        again with the same configuration and wait until it answers. Containers keep
+        running meanwhile (their shims are processes of their own, outside containerd's
+        process group) and the kubelet reconnects by itself. Returns the new pid."""
+        old = self.processes.pop("containerd", None)
+        if old is None:
+            raise ClusterError("the node's containerd is not running")
+        old.stop(grace=10)
+        process = self._start_containerd()
+        self._wait_containerd(time.monotonic() + timeout)
+        restarts = self._state.setdefault("restarts", {})
+        restarts["containerd"] = int(restarts.get("containerd", 0)) + 1
+        _write_state(self._state)
+        assert process.pid is not None
+        return process.pid
 
     def _record_pids(self) -> None:
         pids = {name: p.pid for name, p in self.processes.items() if p.pid}
@@ -561,6 +581,7 @@ class LocalCluster:
         self.out("starting the kubelet and kube-proxy ...")
         make_cgroup_parent()
         self.namespaces.route_services(SERVICE_CLUSTER_IP_RANGE)
+        self.namespaces.route_from_host(SERVICE_CLUSTER_IP_RANGE)
         kubelet_kubeconfig = self._issue_kubeconfig(
             pki, server, "kubelet", f"system:node:{NODE_NAME}", ["system:nodes"]
         )
@@ -877,6 +898,47 @@ def down(out: Callable[[str], None], timeout: float = 120.0) -> int:
     return 0
 
 
+RESTARTABLE = ("containerd",)
+# `muster cluster restart` asks the launcher (which supervises the node's daemons and would
+# take any of them dying for a failure) to restart one with this signal.
+_RESTART_SIGNAL = signal.SIGUSR1
+
+
+def restart(component: str, out: Callable[[str], None], timeout: float = 120.0) -> int:
+    """Have the running launcher restart one of the node's daemons; wait until it has."""
+    require_root()
+    if component not in RESTARTABLE:
+        out(f"cannot restart {component!r}; restartable: {', '.join(RESTARTABLE)}")
+        return 2
+    state = read_state()
+    if state is None or not launcher_running() or not state.get("launcher_pid"):
+        out("no local cluster is running (start one with `muster cluster up`)")
+        return 1
+    before = int(state.get("restarts", {}).get(component, 0))
+    old_pid = state.get("pids", {}).get(component)
+    out(f"restarting the node's {component} (pid {old_pid}) ...")
+    started = time.monotonic()
+    os.kill(int(state["launcher_pid"]), _RESTART_SIGNAL)
+
+    def restarted() -> dict[str, Any] | None:
+        if not launcher_running():
+            raise ClusterError(
+                f"the cluster stopped while restarting {component}; see {state['workdir']}/logs"
+            )
+        now = read_state() or {}
+        return now if int(now.get("restarts", {}).get(component, 0)) > before else None
+
+    try:
+        now = wait_until(restarted, what=f"{component} to be restarted", timeout=timeout)
+    except (PollTimeout, ClusterError) as exc:
+        out(f"muster cluster restart: {exc}")
+        return 1
+    new_pid = now.get("pids", {}).get(component)
+    out(f"{component} restarted (pid {old_pid} -> {new_pid}) in "
+        f"{time.monotonic() - started:.1f}s")  # fmt: skip
+    return 0
+
+
 def status(out: Callable[[str], None]) -> int:
     """Say whether a cluster runs, where its kubeconfig is, and how much memory it uses."""
     state = read_state()
@@ -941,6 +1003,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     verbs.add_parser("down", help="stop the cluster, or clean up after one that crashed")
     verbs.add_parser("status", help="whether a cluster runs, its kubeconfig, its memory")
+    again = verbs.add_parser(
+        "restart",
+        help="restart one of the node's daemons (containers keep running), as after an upgrade",
+    )
+    again.add_argument("component", choices=RESTARTABLE, help="the daemon to restart")
     imp = verbs.add_parser("import", help="import images from buildah's storage into the node")
     imp.add_argument("images", nargs="+", help="image names, e.g. localhost/muster-base:bookworm")
     imp.add_argument(
@@ -954,6 +1021,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+_restart_requested: list[str] = []
+
+
+def _request_restart(signum: int, frame: FrameType | None) -> None:
+    _restart_requested.append("containerd")
 
 
 def _print(line: str) -> None:
@@ -977,6 +1051,7 @@ def _up(args: argparse.Namespace) -> int:
         sig: signal.signal(sig, _raise_keyboard_interrupt)
         for sig in (signal.SIGTERM, signal.SIGINT)
     }
+    previous[_RESTART_SIGNAL] = signal.signal(_RESTART_SIGNAL, _request_restart)
     cluster = LocalCluster(settings, kubeconfig_path=args.kubeconfig, out=_print)
     try:
         _print(f"starting a one-node cluster from {cluster.binaries} (one per machine) ...")
@@ -994,6 +1069,11 @@ def _up(args: argparse.Namespace) -> int:
             f"Logs in {cluster.logs}. Ctrl-C (or `muster cluster down`) stops it.",
         )
         while True:
+            while _restart_requested:
+                component = _restart_requested.pop()
+                _print(f"restarting {component} (asked by `muster cluster restart`) ...")
+                pid = cluster.restart_containerd()
+                _print(f"{component} restarted, pid {pid}")
             cluster.check()
             time.sleep(0.5)  # supervision tick, not a wait for some state
     except KeyboardInterrupt:
@@ -1020,6 +1100,8 @@ def run(args: argparse.Namespace) -> int:
             return down(_print)
         if args.verb == "status":
             return status(_print)
+        if args.verb == "restart":
+            return restart(args.component, _print)
         if args.verb == "import":
             require_root()
             state = read_state()

@@ -227,6 +227,16 @@ class NodeNamespaces:
         _run([*inside, "ip", "route", "add", service_cidr, "dev", NODE_LINK,
               "src", self.addresses.node_ip])  # fmt: skip
 
+    def route_from_host(self, cidr: str) -> None:
+        """Route ``cidr`` (the Services' addresses) from the host through the node.
+
+        The API server runs on the host and calls admission webhooks (and aggregated APIs)
+        at their Service's ClusterIP; without this route those connections follow the
+        host's default route off the machine. kube-proxy in the node forwards them to the
+        pods. The route goes with the veth pair when the node stops.
+        """
+        _run(["ip", "route", "add", cidr, "via", self.addresses.node_ip, "dev", HOST_LINK])
+
     def enter(self, *, net: bool = True, mount: bool = True) -> list[str]:
         """The ``nsenter`` prefix that runs a command inside the node."""
         argv = ["nsenter", f"--target={self.pid}"]
@@ -428,25 +438,34 @@ def link_exists(name: str = HOST_LINK) -> bool:
     return Path("/sys/class/net", name).exists()
 
 
-def check_host_network(addresses: NodeAddresses) -> None:
-    """Refuse a link network that the host already uses (a clash would break both)."""
+def check_host_network(addresses: NodeAddresses, service_cidr: str | None = None) -> None:
+    """Refuse a link network (or a Service network, which the host routes to the node)
+    that the host already uses: a clash would break both."""
     if link_exists():
         raise NodeError(
             f"the host already has an interface {HOST_LINK!r}: a node is running or was left "
             "behind; run `muster cluster down`"
         )
     ours = ipaddress.IPv4Network(f"{addresses.host_ip}/{addresses.prefix}", strict=False)
+    wanted = [(ours, "the node's link network", "set MUSTER_CLUSTER_LINK_CIDR to a free /30")]
+    if service_cidr is not None:
+        wanted.append(
+            (ipaddress.IPv4Network(service_cidr), "the cluster's Service network",
+             "free that network on the host")
+        )  # fmt: skip
     routes = json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]) or "[]")
     for route in routes:
         dst = route.get("dst", "")
         if dst in ("default", "") or route.get("type") in ("local", "broadcast"):
             continue
         with contextlib.suppress(ValueError):
-            if ipaddress.IPv4Network(dst, strict=False).overlaps(ours):
-                raise NodeError(
-                    f"the node's link network {ours} overlaps the host's route to {dst} "
-                    f"(dev {route.get('dev', '?')}): set MUSTER_CLUSTER_LINK_CIDR to a free /30"
-                )
+            theirs = ipaddress.IPv4Network(dst, strict=False)
+            for network, what, advice in wanted:
+                if theirs.overlaps(network):
+                    raise NodeError(
+                        f"{what} {network} overlaps the host's route to {dst} "
+                        f"(dev {route.get('dev', '?')}): {advice}"
+                    )
 
 
 def _run(argv: Sequence[str]) -> str:
