@@ -7,6 +7,9 @@
 #   make cluster-down     clean up after a cluster that did not stop cleanly
 #   make test-cluster     the tests in tests/cluster against one cluster per session
 #   make node-images      import locally built images (NODE_IMAGES=...) into a running node
+#   make monitoring-tools the Prometheus Operator and its config reloader (from their Go
+#                         module, version in infra/promop/go.mod), with the module's CRDs
+#                         and RBAC examples, for monitoring Muster on the local node
 #
 # Built into $(BIN) keyed by version, like infra/kube.mk: kubelet, kube-proxy, kube-scheduler
 # and kube-controller-manager from infra/kubeplane (the same modules as kube-apiserver),
@@ -109,10 +112,52 @@ $(NETPOL_BUILD): $(NETPOL_OVERLAY)
 	@rm -f $(NETPOL)-v*[0-9]
 	@mv -f $@.partial $@ && rm -rf $@.src
 
+# The Prometheus Operator and its config reloader, built as tools of infra/promop (the
+# operator's own module cannot be built from its zip: it replaces its pkg/client and
+# pkg/apis modules with folders the zip leaves out; required as modules they resolve).
+PROMOP_DIR := $(CURDIR)/infra/promop
+PROMOP_MODULE := github.com/prometheus-operator/prometheus-operator
+PROMOP_VERSION := $(shell awk '$$1 == "$(PROMOP_MODULE)" { sub(/^v/, "", $$2); print $$2; exit }' \
+	$(PROMOP_DIR)/go.mod)
+PROMOP_LINKS := $(BIN)/prometheus-operator $(BIN)/prometheus-config-reloader
+PROMOP_EXAMPLES := $(SCHEMAS)/prometheus-operator-v$(PROMOP_VERSION)
+
+$(BIN)/prometheus-operator-v$(PROMOP_VERSION): PROMOP_CMD := cmd/operator
+$(BIN)/prometheus-config-reloader-v$(PROMOP_VERSION): PROMOP_CMD := cmd/prometheus-config-reloader
+$(BIN)/prometheus-operator-v$(PROMOP_VERSION) $(BIN)/prometheus-config-reloader-v$(PROMOP_VERSION): \
+		$(PROMOP_DIR)/go.mod $(PROMOP_DIR)/go.sum
+	@$(kube_check_go)
+	@echo "building $(notdir $@) into $(BIN)"
+	@mkdir -p $(BIN)
+	@cd $(PROMOP_DIR) && $(KUBE_GOENV) $(GO) build -trimpath \
+		-ldflags '-s -w -X github.com/prometheus/common/version.Version=$(PROMOP_VERSION)' \
+		-o $@.partial $(PROMOP_MODULE)/$(PROMOP_CMD) \
+		|| $(call kube_proxy_error,$(PROMOP_MODULE) v$(PROMOP_VERSION))
+	@rm -f $(subst -v$(PROMOP_VERSION),,$@)-v*[0-9]
+	@mv -f $@.partial $@
+$(PROMOP_LINKS): $(BIN)/%: $(BIN)/%-v$(PROMOP_VERSION)
+	@ln -sfn $(notdir $<) $@
+
+# The operator's CRDs (all of them: Prometheus too) and the RBAC its examples give the
+# operator and Prometheus, from the same module version.
+$(PROMOP_EXAMPLES)/.done: $(PROMOP_DIR)/go.mod
+	@$(kube_check_go)
+	@echo "fetching the Prometheus Operator's CRDs and RBAC (v$(PROMOP_VERSION))"
+	@rm -rf $(PROMOP_EXAMPLES) && mkdir -p $(PROMOP_EXAMPLES)
+	@dir=$(call fetch_module_dir,$(PROMOP_MODULE)@v$(PROMOP_VERSION)); \
+		[ -n "$$dir" ] || $(call kube_proxy_error,$(PROMOP_MODULE) v$(PROMOP_VERSION)); \
+		cp -R "$$dir/example/prometheus-operator-crd" "$$dir/example/rbac" $(PROMOP_EXAMPLES)/; \
+		chmod -R u+w $(PROMOP_EXAMPLES)
+	@touch $@
+
+.PHONY: monitoring-tools
+monitoring-tools: $(PROMOP_LINKS) $(PROMOP_EXAMPLES)/.done prometheus ## the Prometheus Operator, its config reloader, CRDs and RBAC (for monitoring on the local node)
+
 .PHONY: node-versions
 node-versions: ## print the node's component versions
 	@echo "kubelet, kube-proxy, kube-scheduler, kube-controller-manager v$(KUBE_VERSION)" \
-		" CoreDNS v$(COREDNS_VERSION)  kube-network-policies v$(NETPOL_VERSION)"
+		" CoreDNS v$(COREDNS_VERSION)  kube-network-policies v$(NETPOL_VERSION)" \
+		" Prometheus Operator v$(PROMOP_VERSION)"
 
 .PHONY: cluster-up
 cluster-up: node-tools $(KUBE_VENV_TARGET) ## run a one-node Kubernetes cluster in the foreground (root); Ctrl-C stops it
@@ -129,7 +174,7 @@ node-images: $(KUBE_VENV_TARGET) ## import NODE_IMAGES="localhost/a:tag ..." fro
 	@MUSTER_BIN_DIR=$(BIN) $(VENV)/bin/muster cluster import --containers-root $(CONTAINERS_ROOT) $(NODE_IMAGES)
 
 .PHONY: test-cluster
-test-cluster: node-tools image-base $(KUBE_VENV_TARGET) ## the node tests (tests/cluster): pods, Services, DNS, NetworkPolicies
+test-cluster: node-tools monitoring-tools image-base browser $(KUBE_VENV_TARGET) ## the node tests (tests/cluster): pods, Services, DNS, NetworkPolicies, Muster from the chart
 	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTEST) tests/cluster $(PYTEST_ARGS)
 
 .PHONY: node-clean
