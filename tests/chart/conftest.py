@@ -6,18 +6,35 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.chart.images import COMPONENTS, DEV_SERVER, BuiltImage, Container, build, buildah
+from tests.chart.images import (
+    COMPONENTS,
+    DEV_SERVER,
+    BuiltImage,
+    Container,
+    build,
+    buildah,
+    context_tag,
+)
 
 _BUILT: dict[str, BuiltImage] = {}
+
+
+def _build(component: str, tag: str) -> BuiltImage:
+    """Build, and also name the image by the build context's content, so that the cluster
+    tier, which installs the chart from images of that name, finds it built."""
+    built = build(component)
+    buildah("tag", built.reference, f"localhost/muster-{component}:{tag}")
+    return built
 
 
 @pytest.fixture(scope="session")
 def images() -> Iterator[dict[str, BuiltImage]]:
     """Every component's image, built once per session; images the rebuild replaced are
     pruned afterwards (with vfs storage each one is a full copy of its root filesystem)."""
+    tag = context_tag()
     for component in COMPONENTS:
         if component not in _BUILT:
-            _BUILT[component] = build(component)
+            _BUILT[component] = _build(component, tag)
     yield _BUILT
     buildah("rmi", "--prune", check=False)
 
@@ -26,7 +43,7 @@ def images() -> Iterator[dict[str, BuiltImage]]:
 def dev_server_image() -> BuiltImage:
     """The Temporal dev server's image (the Dockerfile's ``temporal`` target), built once."""
     if DEV_SERVER not in _BUILT:
-        _BUILT[DEV_SERVER] = build(DEV_SERVER)
+        _BUILT[DEV_SERVER] = _build(DEV_SERVER, context_tag())
     return _BUILT[DEV_SERVER]
 
 

@@ -3,8 +3,10 @@ daemon), on the local Debian bookworm base that ``make image-base`` makes with d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,6 +19,11 @@ from tests.chart.support import ROOT
 STORAGE = Path(os.environ.get("MUSTER_CONTAINERS_ROOT") or ROOT / ".cache" / "containers")
 BASE_IMAGE = "localhost/muster-base:bookworm"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+TAG_PREFIX = "ctx-"
+# What the image build reads (.dockerignore admits these) and what it ignores in them.
+_CONTEXT = ("pyproject.toml", "uv.lock", "services", "operator", "infra/images",
+            "devstack/pyproject.toml")  # fmt: skip
+_IGNORED = re.compile(r"(^|/)(__pycache__|[^/]*\.py[cod]|README\.md)(/|$)")
 DOCKERFILE = ROOT / "infra" / "images" / "Dockerfile"
 
 
@@ -46,6 +53,21 @@ def image_table() -> dict[str, ImageSpec]:
 
 COMPONENTS = image_table()
 WORKERS = ("approval", "scheduling", "fulfillment")
+
+
+def context_tag() -> str:
+    """A tag naming the build context's content: an image with it was built from exactly
+    these files, so a rerun on unchanged sources reuses it instead of building again."""
+    digest = hashlib.sha256()
+    for entry in _CONTEXT:
+        root = ROOT / entry
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            relative = path.relative_to(ROOT).as_posix()
+            if _IGNORED.search(relative):
+                continue
+            digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return TAG_PREFIX + digest.hexdigest()[:12]
 
 
 def buildah_command() -> list[str]:
