@@ -1,0 +1,47 @@
+"""``helm uninstall`` leaves nothing of Muster behind but the CRDs it keeps: after the
+Schedules and ApprovalPolicies people made are deleted (while the operator runs to release
+their finalizers), everything in the release's namespace is as before ``helm install``,
+and of the cluster-scoped objects of the release only the two CRDs remain (``crds.keep``).
+Runs after every other test of the release (tests/cluster/conftest.py orders it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from muster_runtime.polling import PollTimeout, wait_until
+from tests.cluster.release import RELEASE, Release, objects
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+CRDS = {
+    ("CustomResourceDefinition", "", "schedules.muster.io"),
+    ("CustomResourceDefinition", "", "approvalpolicies.muster.io"),
+}
+
+
+def test_uninstall_leaves_only_the_kept_crds(release: Release) -> None:
+    ns, kubectl = release.namespace, release.kubectl
+    during = objects(kubectl, ns)
+    assert during >= CRDS
+    assert ("ConfigMap", ns, f"{RELEASE}-approval-policies") in during
+    assert len(during - release.before) > 20, "the release should have made its objects"
+
+    kubectl("delete", "-n", ns, "schedules,approvalpolicies", "--all", "--wait",
+            "--timeout=120s", timeout=150)  # fmt: skip
+    result = release.helm("uninstall", RELEASE, "--namespace", ns, "--wait", "--timeout",
+                          "300s", timeout=330)  # fmt: skip
+    release.installed = False
+    assert "These resources were kept due to the resource policy" in result.stdout
+    for _, _, name in CRDS:
+        assert f"[CustomResourceDefinition] {name}" in result.stdout, result.stdout
+
+    expected = release.before | CRDS
+    try:
+        # Pods and the endpoint slices of deleted Services go shortly after, by themselves.
+        wait_until(lambda: objects(kubectl, ns) == expected, what="only the kept CRDs to stay",
+                   timeout=180, interval=2)  # fmt: skip
+    except PollTimeout:
+        after = objects(kubectl, ns)
+        left = sorted(after - expected)
+        gone = sorted(expected - after)
+        raise AssertionError(f"left behind: {left}; missing: {gone}") from None
