@@ -132,7 +132,8 @@ def port_forward(
         for line in process.stdout:
             lines.put(line)
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     seen: list[str] = []
 
     def forwarding() -> int | None:
@@ -156,6 +157,10 @@ def port_forward(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # The reader ends at the pipe's end (the process is gone); then the pipe is closed.
+        reader.join(timeout=10)
+        if process.stdout is not None and not reader.is_alive():
+            process.stdout.close()
 
 
 # --- the release --------------------------------------------------------------------------------
