@@ -11,6 +11,9 @@
 #                                    and units of the Grafana Foundation SDK, from the Go
 #                                    module proxy into ./bin
 #   make test-chart                  the chart and image tests (tests/chart)
+#   make skaffold-tools              skaffold v2, built from its Go module into ./bin, and
+#                                    Debian's podman (the Docker API skaffold reads on the
+#                                    local node): the dev loop, docs/development.md
 #
 # Images live in buildah's vfs storage under .cache/containers (git-ignored); see them with
 # `buildah --root .cache/containers --storage-driver vfs images`.
@@ -34,6 +37,9 @@ SKAFFOLD_SCHEMA_VERSION := v4beta14
 PROMETHEUS_OPERATOR_VERSION := 0.94.0
 CERT_MANAGER_VERSION := 1.21.2
 SKAFFOLD_SCHEMA := $(SCHEMAS)/skaffold-$(SKAFFOLD_SCHEMA_VERSION).json
+SKAFFOLD_MODULE := github.com/GoogleContainerTools/skaffold/v2
+SKAFFOLD := $(BIN)/skaffold
+SKAFFOLD_BUILD := $(SKAFFOLD)-v$(SKAFFOLD_MODULE_VERSION)
 MONITORING_CRDS := $(SCHEMAS)/monitoring-crds-v$(PROMETHEUS_OPERATOR_VERSION)
 CERT_MANAGER_CRDS := $(SCHEMAS)/cert-manager-crds-v$(CERT_MANAGER_VERSION)
 KIND_CHECK := $(BIN)/kind-config-check
@@ -107,6 +113,47 @@ $(SKAFFOLD_SCHEMA):
 	@dir=$(call fetch_module_dir,github.com/GoogleContainerTools/skaffold/v2@v$(SKAFFOLD_MODULE_VERSION)); \
 		[ -n "$$dir" ] || $(call kube_proxy_error,github.com/GoogleContainerTools/skaffold/v2 v$(SKAFFOLD_MODULE_VERSION)); \
 		cp "$$dir/docs-v2/content/en/schemas/$(SKAFFOLD_SCHEMA_VERSION).json" $@.partial && mv $@.partial $@
+
+# skaffold itself, built in its module's own folder of the module cache (its go.mod has
+# replace directives, so `go install module@version` refuses it; building it as the main
+# module honours them), with the build tags and version stamps of its release Makefile.
+# The build date is the version's commit time from the proxy, so the binary is the same on
+# every machine. No cgo: the tags select Go's own user and DNS lookups.
+$(SKAFFOLD): $(SKAFFOLD_BUILD)
+	@ln -sfn $(notdir $<) $@
+
+$(SKAFFOLD_BUILD):
+	@$(kube_check_go)
+	@echo "building skaffold v$(SKAFFOLD_MODULE_VERSION) into $(BIN) (first time ~8 min on 2 cores)"
+	@mkdir -p $(BIN)
+	@info=$$(cd $(BIN) && $(KUBE_GOENV) $(GO) mod download -json $(SKAFFOLD_MODULE)@v$(SKAFFOLD_MODULE_VERSION)); \
+	dir=$$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$$/\1/p' <<<"$$info"); \
+	commit=$$(sed -n 's/^[[:space:]]*"Hash": "\(.*\)",\{0,1\}$$/\1/p' <<<"$$info"); \
+	date=$$(sed -n 's/.*"Time":"\([^"]*\)".*/\1/p' \
+		"$$(sed -n 's/^[[:space:]]*"Info": "\(.*\)",\{0,1\}$$/\1/p' <<<"$$info")"); \
+	[[ -f "$$dir/go.mod" ]] || $(call kube_proxy_error,$(SKAFFOLD_MODULE) v$(SKAFFOLD_MODULE_VERSION)); \
+	pkg=$(SKAFFOLD_MODULE)/pkg/skaffold/version; \
+	cd "$$dir" && $(KUBE_GOENV) $(GO) build -trimpath -tags 'timetzdata osusergo netgo release' \
+		-ldflags "-s -w -X $$pkg.version=v$(SKAFFOLD_MODULE_VERSION) -X $$pkg.gitCommit=$$commit \
+			-X $$pkg.buildDate=$$date" -o $@.partial ./cmd/skaffold \
+		|| $(call kube_proxy_error,the dependencies of $(SKAFFOLD_MODULE) v$(SKAFFOLD_MODULE_VERSION))
+	@rm -f $(SKAFFOLD)-v*[0-9]
+	@mv -f $@.partial $@
+
+.PHONY: skaffold
+skaffold: $(SKAFFOLD) ## build skaffold v2 from its Go module into ./bin (once per version)
+
+# On the local node skaffold's local builder asks a Docker API about the images it built;
+# `muster cluster up` serves one over buildah's storage with podman (muster_dev.imageapi).
+# Like the node, it needs root: without root, nothing is installed and the cluster tier,
+# which the skaffold tests belong to, is skipped.
+.PHONY: skaffold-tools
+skaffold-tools: $(SKAFFOLD) ## skaffold, and Debian's podman for the local node's image API (root)
+	@[ -x /usr/bin/podman ] && exit 0; \
+	if [ "$$(id -u)" != 0 ] && ! { command -v sudo >/dev/null && sudo -n true 2>/dev/null; }; then \
+		echo "make: not installing Debian's podman (the local node's image API for skaffold):" \
+			"that needs root, and so does the node (tests/cluster will be skipped)"; exit 0; fi; \
+	$(call apt_install,podman,the image API skaffold uses on the local node,)
 
 $(MONITORING_CRDS)/.done:
 	@$(kube_check_go)
