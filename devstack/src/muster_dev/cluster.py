@@ -41,7 +41,7 @@ from typing import Any, Literal, Self
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from muster_dev import nodeconfig
+from muster_dev import imageapi, nodeconfig
 from muster_dev.images import (
     CRI_NAMESPACE,
     BinaryImage,
@@ -759,6 +759,36 @@ class LocalCluster:
         """Export images from buildah's storage and import them into the node's containerd."""
         return import_images(self.ctr(), references, containers_root)
 
+    def start_image_api(self, containers_root: Path, timeout: float = 30.0) -> Path | None:
+        """Serve the Docker API over buildah's storage at ``containers_root`` for skaffold
+        (:mod:`muster_dev.imageapi`); its socket, or None when podman is not installed."""
+        podman = imageapi.find_podman()
+        if podman is None:
+            self.out(
+                "no image API for skaffold: Debian's podman is not installed "
+                "(`make skaffold-tools` installs it)"
+            )
+            return None
+        try:
+            sock = imageapi.socket_path(self.workdir)
+        except imageapi.ImageApiError as exc:
+            raise ClusterError(str(exc)) from exc
+        tmpdir = self.workdir / "podman"
+        tmpdir.mkdir(exist_ok=True)
+        self._start_process(
+            "podman",
+            imageapi.service_argv(podman, containers_root, sock, tmpdir),
+            in_node=False,
+        )
+        self._poll(
+            lambda: imageapi.answers(sock),
+            f"the image API (podman system service) to answer at {sock}",
+            time.monotonic() + timeout,
+        )
+        self._state["image_api"] = str(sock)
+        _write_state(self._state)
+        return sock
+
     def stop(self) -> None:
         """Stop everything and remove all but the logs; idempotent."""
         if self._lock is None:
@@ -819,13 +849,19 @@ def _ctr_prefix(holder_pid: int) -> list[str]:
 
 
 def import_images(
-    ctr: Sequence[str], references: Sequence[str], containers_root: Path
+    ctr: Sequence[str],
+    references: Sequence[str],
+    containers_root: Path,
+    also: Sequence[str] = (),
 ) -> list[str]:
-    """Export each image from buildah's storage and import it with ``ctr``; their names."""
+    """Export each image from buildah's storage and import it with ``ctr``; their names.
+    ``also`` gives the one image of ``references`` more names in the node."""
+    if also and len(references) != 1:
+        raise ImageError("more names (--tag) can be given to one image at a time only")
     imported = []
     with tempfile.TemporaryDirectory(prefix="muster-images-") as tmp:
         for reference in references:
-            archive = buildah_archive(reference, Path(tmp) / "image.tar", containers_root)
+            archive = buildah_archive(reference, Path(tmp) / "image.tar", containers_root, also)
             imported += import_archive(ctr, archive)
             archive.unlink()
     return imported
@@ -959,6 +995,8 @@ def status(out: Callable[[str], None]) -> int:
         return 0
     out(f"running since {state['started']} (launcher pid {state['launcher_pid']})")
     out(f"export KUBECONFIG={state['kubeconfig']}")
+    if state.get("image_api"):
+        out(_skaffold_line(Path(state["image_api"])))
     pids = [int(p) for p in state.get("pids", {}).values()]
     node = node_pids(state.get("net_ns"), state.get("mnt_ns"))
     out(f"memory: node {rss_bytes(node) >> 20} MiB (daemons and pods), "
@@ -999,7 +1037,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--containers-root",
         type=Path,
         default=Path(".cache/containers"),
-        help="buildah's storage for --image (default .cache/containers)",
+        help="buildah's storage, for --image and the image API skaffold uses "
+        "(default .cache/containers)",
     )
     verbs.add_parser("down", help="stop the cluster, or clean up after one that crashed")
     verbs.add_parser("status", help="whether a cluster runs, its kubeconfig, its memory")
@@ -1010,6 +1049,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     again.add_argument("component", choices=RESTARTABLE, help="the daemon to restart")
     imp = verbs.add_parser("import", help="import images from buildah's storage into the node")
     imp.add_argument("images", nargs="+", help="image names, e.g. localhost/muster-base:bookworm")
+    imp.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also name the image NAME in the node (repeatable; one image only)",
+    )
     imp.add_argument(
         "--containers-root",
         type=Path,
@@ -1032,6 +1078,11 @@ def _request_restart(signum: int, frame: FrameType | None) -> None:
 
 def _print(line: str) -> None:
     print(line, flush=True)
+
+
+def _skaffold_line(image_api: Path) -> str:
+    """What to export for ``skaffold dev -p local`` (docs/development.md)."""
+    return f"export DOCKER_HOST={imageapi.docker_host(image_api)}  # for skaffold -p local"
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -1059,6 +1110,7 @@ def _up(args: argparse.Namespace) -> int:
         if args.image:
             names = cluster.import_images(args.image, args.containers_root)
             _print(f"imported {', '.join(names)}")
+        image_api = cluster.start_image_api(args.containers_root)
         memory = cluster.memory()
         marks = cluster.timings.marks
         _print(
@@ -1066,7 +1118,8 @@ def _up(args: argparse.Namespace) -> int:
             f"{marks.get('dns-ready')}s; memory: node {memory['node'] >> 20} MiB, control plane "
             f"{memory['control-plane'] >> 20} MiB.\n"
             f"export KUBECONFIG={access.kubeconfig}\n"
-            f"Logs in {cluster.logs}. Ctrl-C (or `muster cluster down`) stops it.",
+            + (f"{_skaffold_line(image_api)}\n" if image_api else "")
+            + f"Logs in {cluster.logs}. Ctrl-C (or `muster cluster down`) stops it.",
         )
         while True:
             while _restart_requested:
@@ -1109,7 +1162,10 @@ def run(args: argparse.Namespace) -> int:
                 print("muster cluster import: no cluster is running", file=sys.stderr)
                 return 1
             names = import_images(
-                _ctr_prefix(int(state["holder_pid"])), args.images, args.containers_root
+                _ctr_prefix(int(state["holder_pid"])),
+                args.images,
+                args.containers_root,
+                args.tag,
             )
             _print(f"imported {', '.join(names)}")
             return 0

@@ -151,9 +151,12 @@ def _json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def buildah_archive(reference: str, dest: Path, containers_root: Path) -> Path:
+def buildah_archive(
+    reference: str, dest: Path, containers_root: Path, also: Sequence[str] = ()
+) -> Path:
     """Export ``reference`` from buildah's vfs storage at ``containers_root`` to an OCI
-    archive at ``dest``, named so that ``ctr images import`` keeps the name."""
+    archive at ``dest``, named so that ``ctr images import`` keeps the name (and gives the
+    image the names in ``also`` too)."""
     buildah = shutil.which("buildah")
     if buildah is None:
         raise ImageError("buildah not found: run `make image-tools`")
@@ -180,15 +183,17 @@ def buildah_archive(reference: str, dest: Path, containers_root: Path) -> Path:
             f"could not export {reference} from {containers_root}: {result.stderr.strip()} "
             "(build it first, e.g. `make image-base`)"
         )
-    _name_for_containerd(dest, reference)
+    _name_for_containerd(dest, [reference, *(n for n in also if n != reference)])
     return dest
 
 
-def _name_for_containerd(archive: Path, reference: str) -> None:
-    """Add containerd's name annotation to the archive's index.
+def _name_for_containerd(archive: Path, names: Sequence[str]) -> None:
+    """Add containerd's name annotation to the archive's index, one entry per name.
 
     An OCI index names an image by tag only (``org.opencontainers.image.ref.name``);
-    ``ctr images import`` wants the full name in ``io.containerd.image.name``.
+    ``ctr images import`` wants the full name in ``io.containerd.image.name``, and makes
+    one image of each entry of the index, so listing the same manifest under several names
+    imports it once with all of them.
     """
     rewritten = archive.with_suffix(".named.tar")
     with (
@@ -199,9 +204,12 @@ def _name_for_containerd(archive: Path, reference: str) -> None:
             data = source.extractfile(member) if member.isfile() else None
             if member.name in ("index.json", "./index.json") and data is not None:
                 index = json.loads(data.read())
+                named = []
                 for manifest in index.get("manifests", []):
-                    annotations = manifest.setdefault("annotations", {})
-                    annotations[CONTAINERD_NAME] = reference
+                    for name in names:
+                        annotations = {**manifest.get("annotations", {}), CONTAINERD_NAME: name}
+                        named.append({**manifest, "annotations": annotations})
+                index["manifests"] = named
                 body = _json(index)
                 member.size = len(body)
                 out.addfile(member, io.BytesIO(body))
