@@ -62,7 +62,11 @@ def test_the_service_serves_buildahs_storage_and_keeps_out_of_run(tmp_path: Path
         "--events-backend": "none",
     }
     assert argv[9:] == ["system", "service", "--time=0", f"unix://{sock}"]
-    assert imageapi.docker_host(sock) == f"unix://{tmp_path}/docker.sock"
+    assert imageapi.skaffold_env(sock) == {
+        "DOCKER_HOST": f"unix://{tmp_path}/docker.sock",
+        # skaffold's memory of built images lives and dies with the node's folder.
+        "SKAFFOLD_CACHE_FILE": f"{tmp_path}/skaffold-cache.yaml",
+    }
 
 
 def test_a_socket_path_too_long_for_unix_sockets_is_refused(tmp_path: Path) -> None:

@@ -1082,7 +1082,8 @@ def _print(line: str) -> None:
 
 def _skaffold_line(image_api: Path) -> str:
     """What to export for ``skaffold dev -p local`` (docs/development.md)."""
-    return f"export DOCKER_HOST={imageapi.docker_host(image_api)}  # for skaffold -p local"
+    env = " ".join(f"{k}={v}" for k, v in imageapi.skaffold_env(image_api).items())
+    return f"export {env}  # for skaffold -p local"
 
 
 def _up(args: argparse.Namespace) -> int:

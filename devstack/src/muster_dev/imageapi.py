@@ -5,7 +5,8 @@ image with it, even when a custom step builds the image (``infra/images/skaffold
 builds with buildah and imports into the node). ``podman system service`` serves that API
 from the same storage buildah writes (``.cache/containers``, vfs), so skaffold sees exactly
 the images buildah made; no Docker daemon runs. ``muster cluster up`` starts it beside the
-node (on the host, not in the node's namespaces) and stops it with the node.
+node (on the host, not in the node's namespaces) and stops it with the node, and prints
+what to export for skaffold (:func:`skaffold_env`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from muster_dev.node import SYSTEM_PATH
 
 SOCKET_NAME = "docker.sock"
 """The API's socket in the node's work folder."""
+SKAFFOLD_CACHE_NAME = "skaffold-cache.yaml"
+"""skaffold's artifact cache for this node, beside the socket."""
 # A Unix socket's path must fit sun_path (108 bytes with the terminating NUL).
 _MAX_SOCKET_PATH = 107
 
@@ -47,6 +50,20 @@ def socket_path(workdir: Path) -> Path:
 def docker_host(sock: Path) -> str:
     """The ``DOCKER_HOST`` value that points a Docker client (skaffold) at the API."""
     return f"unix://{sock}"
+
+
+def skaffold_env(sock: Path) -> dict[str, str]:
+    """What skaffold needs to build for the node whose image API listens at ``sock``.
+
+    Besides the API, skaffold's artifact cache goes into the node's folder: it remembers
+    images as built, and skips them, while only the node they were imported into has them.
+    In the node's folder it lives exactly as long as that node (a new node starts with an
+    empty folder), so a cached image is always one the node has.
+    """
+    return {
+        "DOCKER_HOST": docker_host(sock),
+        "SKAFFOLD_CACHE_FILE": str(sock.parent / SKAFFOLD_CACHE_NAME),
+    }
 
 
 def service_argv(podman: Path, containers_root: Path, sock: Path, tmpdir: Path) -> list[str]:
