@@ -52,11 +52,16 @@ def test_more_names_are_for_one_image_at_a_time() -> None:
 
 def test_the_service_serves_buildahs_storage_and_keeps_out_of_run(tmp_path: Path) -> None:
     sock = imageapi.socket_path(tmp_path)
-    argv = imageapi.service_argv(Path("/usr/bin/podman"), Path("store"), sock, tmp_path / "tmp")
+    (tmp_path / "store").mkdir()
+    # podman refuses its storage under a second path: the root is the link's target.
+    (tmp_path / "linked").symlink_to(tmp_path / "store")
+    argv = imageapi.service_argv(
+        Path("/usr/bin/podman"), tmp_path / "linked", sock, tmp_path / "tmp"
+    )
     assert argv[0] == "/usr/bin/podman"
     options = dict(zip(argv[1:9:2], argv[2:9:2], strict=True))
     assert options == {
-        "--root": str(Path("store").absolute()),
+        "--root": str((tmp_path / "store").resolve()),
         "--storage-driver": "vfs",
         "--tmpdir": str(tmp_path / "tmp"),
         "--events-backend": "none",

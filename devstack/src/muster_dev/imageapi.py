@@ -71,11 +71,13 @@ def service_argv(podman: Path, containers_root: Path, sock: Path, tmpdir: Path) 
 
     ``--tmpdir`` keeps podman's run-time files in the node's folder instead of
     ``/run/libpod``; no events are written (nothing reads them); buildah's own run root is
-    kept, so that both lock the storage the same way.
+    kept, so that both lock the storage the same way. The root is given with symlinks
+    resolved: podman records it in its database there and refuses the same storage reached
+    through another path (a worktree's ``.cache`` linked to the main checkout's).
     """
     return [
         str(podman),
-        "--root", str(containers_root.absolute()),
+        "--root", str(containers_root.resolve()),
         "--storage-driver", "vfs",
         "--tmpdir", str(tmpdir),
         "--events-backend", "none",
