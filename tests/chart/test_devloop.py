@@ -1,13 +1,17 @@
 """The dev loop's files and every Dockerfile, checked by the tools that define them:
-``skaffold.yaml`` against skaffold's published JSON schema (fetched from the skaffold module
-by ``make chart-tools``) and against the chart it deploys, the kind cluster config against
-kind's own v1alpha4 types, and the one Dockerfile by hadolint and by Muster's image rules."""
+``skaffold.yaml`` (both profiles: ``kind`` with Docker, ``local`` with buildah on the local
+node) against skaffold's published JSON schema (fetched from the skaffold module by ``make
+chart-tools``) and against the chart it deploys and the images it builds, the kind cluster
+config against kind's own v1alpha4 types, and the one Dockerfile by hadolint and by Muster's
+image rules. ``tests/cluster/test_skaffold.py`` runs the local profile for real."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -53,14 +57,23 @@ def test_the_schema_check_is_not_vacuous() -> None:
     config = skaffold_config()
     config["deploy"]["helm"]["releases"][0]["wait"] = "yes"
     assert list(skaffold_validator().iter_errors(config)), "a string for a boolean passed"
+    config = skaffold_config()
+    local = profile(config, "local")
+    local["build"]["artifacts"][0]["custom"]["dependencies"]["path"] = ["x"]
+    assert list(skaffold_validator().iter_errors(config)), "a misspelt field in a profile passed"
+
+
+def profile(config: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(p for p in config["profiles"] if p["name"] == name)
+    return found
 
 
 def test_skaffold_builds_every_image_and_deploys_them_with_the_chart() -> None:
     config = skaffold_config()
     artifacts = {a["image"]: a for a in config["build"]["artifacts"]}
-    assert set(artifacts) == {f"muster-{c}" for c in COMPONENTS}
+    assert set(artifacts) == {f"localhost/muster-{c}" for c in COMPONENTS}
     for component, spec in COMPONENTS.items():
-        artifact = artifacts[f"muster-{component}"]
+        artifact = artifacts[f"localhost/muster-{component}"]
         assert (ROOT / artifact["context"] / artifact["docker"]["dockerfile"]) == DOCKERFILE
         # The same build arguments as `make images` and the image tests pass.
         assert artifact["docker"]["buildArgs"] == spec.build_args(), component
@@ -72,7 +85,7 @@ def test_skaffold_builds_every_image_and_deploys_them_with_the_chart() -> None:
         for part in key.split("."):
             node = node["properties"][part]
         assert node["type"] == "string", key
-        image = "muster_" + key.split(".")[0]
+        image = "localhost_muster_" + key.split(".")[0]
         assert re.fullmatch(r"\{\{\.IMAGE_(REPO|TAG)_" + image + r"\}\}", template), template
     # Every component's repository and tag are set from the build.
     assert {k.split(".")[0] for k in release["setValueTemplates"]} == set(COMPONENTS)
@@ -163,3 +176,78 @@ def test_dockerfile_follows_musters_image_rules() -> None:
     env = " ".join(rest for keyword, rest in runtime if keyword == "ENV")
     assert "PYTHONDONTWRITEBYTECODE=1" in env, "no .pyc writes on a read-only root"
     assert "HOME=/tmp" in env
+
+
+# What every image is built from besides its packages (.dockerignore admits these).
+SHARED_INPUTS = {"pyproject.toml", "uv.lock", "devstack/pyproject.toml", "infra/images",
+                 ".dockerignore"}  # fmt: skip
+
+
+def workspace_closure(package: str) -> set[str]:
+    """The folders of ``package`` and of every workspace package it needs, from uv.lock."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    packages = {p["name"]: p for p in lock["package"] if "editable" in p.get("source", {})}
+    folders: set[str] = set()
+    todo = [package]
+    while todo:
+        entry = packages[todo.pop()]
+        if entry["source"]["editable"] not in folders:
+            folders.add(entry["source"]["editable"])
+            todo += [d["name"] for d in entry.get("dependencies", []) if d["name"] in packages]
+    return folders
+
+
+def test_the_local_profile_builds_every_image_with_buildah_from_its_own_inputs() -> None:
+    local = profile(skaffold_config(), "local")
+    assert local["build"]["local"]["push"] is False, "the node's images are imported, never pushed"
+    assert "inputDigest" in local["build"]["tagPolicy"], "unchanged inputs, unchanged tag"
+    artifacts = {a["image"]: a for a in local["build"]["artifacts"]}
+    assert set(artifacts) == {f"localhost/muster-{c}" for c in (*COMPONENTS, "temporal")}
+    script = ROOT / "infra" / "images" / "skaffold-build.sh"
+    assert os.access(script, os.X_OK), f"{script} is not executable"
+    for image, artifact in artifacts.items():
+        component = image.removeprefix("localhost/muster-")
+        assert artifact["context"] == "."
+        assert artifact["custom"]["buildCommand"] == f"infra/images/skaffold-build.sh {component}"
+        paths = set(artifact["custom"]["dependencies"]["paths"])
+        if component == "temporal":
+            # uv checks the lock against every workspace member's pyproject.
+            members = {str(p.relative_to(ROOT)) for p in ROOT.glob("services/*/pyproject.toml")}
+            globbed = {str(p.relative_to(ROOT)) for pattern in paths for p in ROOT.glob(pattern)}
+            assert members | {"operator/pyproject.toml", "uv.lock"} <= globbed
+        else:
+            # A change to a package rebuilds exactly the images that install it.
+            assert paths == workspace_closure(COMPONENTS[component].package) | SHARED_INPUTS, image
+
+
+def test_the_local_profile_deploys_what_it_built_with_the_local_values() -> None:
+    local = profile(skaffold_config(), "local")
+    (release,) = local["deploy"]["helm"]["releases"]
+    assert (ROOT / release["chartPath"]).resolve() == CHART
+    # The kind demo's values, with images that are imported and never pulled.
+    demo_values = "charts/muster/ci/kind-values.yaml"
+    assert (ROOT / demo_values).exists()
+    # MUSTER_VALUES adds a file of one's own; without it the demo values count twice.
+    assert release["valuesFiles"] == [
+        demo_values,
+        f'{{{{env "MUSTER_VALUES" | default "{demo_values}"}}}}',
+    ]
+    assert release["setValues"] == {"image.pullPolicy": "Never"}
+    templates = release["setValueTemplates"]
+    for component in COMPONENTS:
+        image = f"localhost_muster_{component}"
+        assert templates[f"{component}.image.repository"] == f"{{{{.IMAGE_REPO_{image}}}}}"
+        assert templates[f"{component}.image.tag"] == f"{{{{.IMAGE_TAG_{image}}}}}"
+    assert templates["temporal.devServer.image"].split() == [
+        "{{.IMAGE_REPO_localhost_muster_temporal}}:{{.IMAGE_TAG_localhost_muster_temporal}}"
+    ]
+    schema = values_schema()
+    for key in [*templates, *release.get("setValues", {})]:
+        node = schema
+        for part in key.split("."):
+            node = node["properties"][part]
+    forwards = {f["resourceName"]: f for f in local["portForward"]}
+    assert set(forwards) == {'{{env "MUSTER_RELEASE" | default "muster"}}-gateway',
+                             '{{env "MUSTER_RELEASE" | default "muster"}}-temporal'}  # fmt: skip
+    # No namespace: the forwards follow the release into -n NAMESPACE.
+    assert all("namespace" not in f for f in forwards.values())
