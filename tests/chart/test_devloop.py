@@ -249,5 +249,8 @@ def test_the_local_profile_deploys_what_it_built_with_the_local_values() -> None
     forwards = {f["resourceName"]: f for f in local["portForward"]}
     assert set(forwards) == {'{{env "MUSTER_RELEASE" | default "muster"}}-gateway',
                              '{{env "MUSTER_RELEASE" | default "muster"}}-temporal'}  # fmt: skip
-    # No namespace: the forwards follow the release into -n NAMESPACE.
-    assert all("namespace" not in f for f in forwards.values())
+    # The forwards follow the release into MUSTER_NAMESPACE: skaffold fills in no namespace
+    # of its own when it tracks more than one, and skips such a forward.
+    namespace = '{{env "MUSTER_NAMESPACE" | default "muster-system"}}'
+    assert release["namespace"] == namespace
+    assert all(f["namespace"] == namespace for f in forwards.values())
