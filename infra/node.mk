@@ -174,7 +174,7 @@ node-images: $(KUBE_VENV_TARGET) ## import NODE_IMAGES="localhost/a:tag ..." fro
 	@MUSTER_BIN_DIR=$(BIN) $(VENV)/bin/muster cluster import --containers-root $(CONTAINERS_ROOT) $(NODE_IMAGES)
 
 .PHONY: test-cluster
-test-cluster: node-tools image-base $(KUBE_VENV_TARGET) ## the node tests (tests/cluster): pods, Services, DNS, NetworkPolicies, Muster from the chart
+test-cluster: node-tools image-base skaffold-tools $(KUBE_VENV_TARGET) ## the node tests (tests/cluster): pods, Services, DNS, NetworkPolicies, Muster from the chart, the skaffold loop
 	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTEST) tests/cluster $(PYTEST_ARGS)
 
 .PHONY: node-clean
