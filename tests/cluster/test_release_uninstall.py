@@ -1,21 +1,23 @@
 """``helm uninstall`` leaves nothing of Muster behind but the CRDs it keeps: after the
 Schedules and ApprovalPolicies people made are deleted (while the operator runs to release
 their finalizers), everything in the release's namespace is as before ``helm install``,
-and of the cluster-scoped objects of the release only the two CRDs remain (``crds.keep``).
+and of the cluster-scoped objects of the release only its CRDs remain (``crds.keep``).
 Runs after every other test of the release (tests/cluster/conftest.py orders it)."""
 
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from muster_runtime.polling import PollTimeout, wait_until
-from tests.cluster.release import RELEASE, Release, objects
+from tests.cluster.release import CHART, RELEASE, Release, objects
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
+# Every CRD the chart ships (``crds.keep`` keeps them all).
 CRDS = {
-    ("CustomResourceDefinition", "", "schedules.muster.io"),
-    ("CustomResourceDefinition", "", "approvalpolicies.muster.io"),
+    ("CustomResourceDefinition", "", yaml.safe_load(path.read_text())["metadata"]["name"])
+    for path in sorted((CHART / "files" / "crds").glob("*.yaml"))
 }
 
 
