@@ -236,7 +236,11 @@ class HostSnapshot:
         """The host as it is now."""
         return cls(
             interfaces=frozenset(os.listdir("/sys/class/net")),
-            routes=frozenset(_output("ip", "-4", "route", "show", "table", "all").splitlines()),
+            # `ip route` ends each line with a space: compare routes without it.
+            routes=frozenset(
+                line.strip()
+                for line in _output("ip", "-4", "route", "show", "table", "all").splitlines()
+            ),
             mounts=frozenset(_mount_points()),
             firewall=_firewall(),
             nftables=_output("nft", "list", "ruleset"),
