@@ -28,6 +28,7 @@ from kubernetes import client
 
 from muster_dev.process import ManagedProcess, free_port
 from muster_operator.rollouts import GATE_LABEL, WORKER_LABEL
+from muster_runtime.polling import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -255,11 +256,9 @@ class ProcessNode:
 
     def wait(self, check: Callable[[], Any], what: str, timeout: float) -> Any:
         """Poll ``check`` until it returns something truthy, reporting the node's errors."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def probe() -> Any:
             assert not self.errors, "\n".join(self.errors)
-            found = check()
-            if found:
-                return found
-            time.sleep(0.3)
-        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            return check()
+
+        return wait_until(probe, what=what, timeout=timeout, interval=0.3)

@@ -222,7 +222,7 @@ class Worker:
 
         try:
             found: str = self.node.wait(done, f"a {prefix} build to be current", timeout)
-        except AssertionError as exc:
+        except (AssertionError, PollTimeout) as exc:
             raise AssertionError(f"{exc}; status: {json.dumps(self.status())[:3000]}") from None
         return found
 
