@@ -14,7 +14,9 @@ import contextlib
 import os
 import platform
 import subprocess
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -25,8 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # When a measured point counts as too noisy to judge a target by (see Conditions.noise).
 MAX_LOAD = 2.5
-"""1-minute load average allowed before a point, and after it once the cores the bench
-itself kept busy are taken off (the bench's own processes are part of the load)."""
+"""1-minute load average allowed before a point, and after it, once the cores the bench
+itself kept busy (in the minute before the point, or during it) are taken off: the bench's
+own processes are part of the load, and the points of a series follow each other."""
 MAX_FOREIGN_CORES = 0.5
 """Cores that processes outside the bench may have used on average during a point."""
 
@@ -117,6 +120,49 @@ def _busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
+class OwnCpuHistory:
+    """The bench's own CPU (its process tree) sampled every few seconds in a daemon thread,
+    so the load average before a point can be judged without the bench's own work in the
+    minute before it (starting Temporal, the previous point of the series)."""
+
+    def __init__(self, every: float = 2.0, keep: float = 90.0) -> None:
+        self.every = every
+        self.samples: deque[tuple[float, float]] = deque(maxlen=int(keep / every) + 2)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start sampling (once per process; the benches call it when they begin)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._sample()
+            self._thread = threading.Thread(target=self._run, name="own-cpu", daemon=True)
+            self._thread.start()
+
+    def _sample(self) -> None:
+        self.samples.append((time.monotonic(), _own_tree_seconds()))
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every)
+            self._sample()
+
+    def cores_over(self, window: float = 60.0) -> float:
+        """Cores the bench kept busy on average over the last ``window`` seconds (or since
+        sampling began, when that is shorter); 0 before two samples exist."""
+        self._sample()
+        now, used_now = self.samples[-1]
+        older = [(t, used) for t, used in self.samples if now - t >= window]
+        then, used_then = older[-1] if older else self.samples[0]
+        if now - then < 1e-3:
+            return 0.0
+        return round(max(used_now - used_then, 0.0) / (now - then), 2)
+
+
+OWN_CPU = OwnCpuHistory()
+
+
 @dataclass
 class Conditions:
     """The conditions one measured point ran under."""
@@ -124,6 +170,8 @@ class Conditions:
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     seconds: float = 0.0
+    bench_cores_before: float = 0.0
+    """Cores the bench and the processes it started kept busy in the minute before."""
     bench_cores: float = 0.0
     """Cores the bench and the processes it started kept busy on average."""
     foreign_cores: float = 0.0
@@ -134,8 +182,12 @@ class Conditions:
     ) -> str | None:
         """Why this point is too noisy to judge a target by, or None when it is not."""
         reasons = []
-        if self.load_before[0] > max_load:
-            reasons.append(f"1-min load {self.load_before[0]:.1f} before (limit {max_load:g})")
+        others_before = self.load_before[0] - self.bench_cores_before
+        if others_before > max_load:
+            reasons.append(
+                f"1-min load {self.load_before[0]:.1f} before, {others_before:.1f} without the "
+                f"bench's own {self.bench_cores_before:.1f} cores (limit {max_load:g})"
+            )
         others_after = self.load_after[0] - self.bench_cores
         if others_after > max_load:
             reasons.append(
@@ -162,7 +214,8 @@ class Conditions:
 @contextlib.contextmanager
 def measured() -> Iterator[Conditions]:
     """Record the conditions of the block it wraps (load, and whose CPU was busy)."""
-    conditions = Conditions(load_before=load_average())
+    OWN_CPU.start()
+    conditions = Conditions(load_before=load_average(), bench_cores_before=OWN_CPU.cores_over())
     began, busy, ours = time.perf_counter(), _busy_seconds(), _own_tree_seconds()
     try:
         yield conditions

@@ -112,6 +112,11 @@ class Report:
     servers: dict[str, ServerRun] = field(default_factory=dict)
     path: Path | None = None
 
+    def __post_init__(self) -> None:
+        # From here on the bench's own CPU is sampled, so a point's load before is judged
+        # without the bench's own work (Temporal starting, the previous point).
+        machine.OWN_CPU.start()
+
     def server(self, kind: str, label: str, version: str = "") -> ServerRun:
         run = self.servers.get(kind)
         if run is None:

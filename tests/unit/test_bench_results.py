@@ -57,6 +57,24 @@ def test_noise_is_judged_before_met_or_missed() -> None:
     assert noisy.noise is not None
     assert "load 6.0 before" in noisy.noise
     assert "other processes used 1.50 cores" in noisy.noise
+    # The load before a point counts without the bench's own work in the minute before it
+    # (the previous point of the series, Temporal starting): only other work makes it noisy.
+    after_own_work = machine.Conditions(load_before=(3.0, 2, 1), bench_cores_before=1.8)
+    assert after_own_work.noise() is None
+    others_too = machine.Conditions(load_before=(5.0, 2, 1), bench_cores_before=1.8)
+    assert "5.0 before, 3.2 without the bench's own 1.8 cores" in str(others_too.noise())
+
+
+def test_the_benchs_own_cpu_in_the_minute_before_a_point_is_sampled() -> None:
+    history = machine.OwnCpuHistory(every=0.05)
+    began, used = time.monotonic(), machine.tree_cpu_seconds({"me": os.getpid()})["me"]
+    history.start()
+    busy(0.4)
+    seen = history.cores_over(window=60.0)
+    elapsed = time.monotonic() - began
+    expected = (machine.tree_cpu_seconds({"me": os.getpid()})["me"] - used) / elapsed
+    assert seen == pytest.approx(expected, abs=0.2)
+    assert len(history.samples) >= 3
 
 
 def test_sizes_are_parsed_or_refused_with_the_reason() -> None:
