@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -125,9 +125,15 @@ class OwnCpuHistory:
     so the load average before a point can be judged without the bench's own work in the
     minute before it (starting Temporal, the previous point of the series)."""
 
-    def __init__(self, every: float = 2.0, keep: float = 90.0) -> None:
+    def __init__(
+        self,
+        every: float = 2.0,
+        keep: float = 90.0,
+        read: Callable[[], tuple[float, float]] | None = None,
+    ) -> None:
         self.every = every
         self.samples: deque[tuple[float, float]] = deque(maxlen=int(keep / every) + 2)
+        self._read = read or (lambda: (time.monotonic(), _own_tree_seconds()))
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -141,7 +147,7 @@ class OwnCpuHistory:
             self._thread.start()
 
     def _sample(self) -> None:
-        self.samples.append((time.monotonic(), _own_tree_seconds()))
+        self.samples.append(self._read())
 
     def _run(self) -> None:
         while True:
