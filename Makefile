@@ -77,7 +77,7 @@ up: venv $(UP_TOOLS) ## run the local stack in the foreground; Ctrl-C stops it (
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-test-all: venv kube-tools node-tools skaffold-tools temporal-server browser axe prometheus chart-tools image-base
+test-all: venv kube-tools node-tools monitoring-tools skaffold-tools temporal-server browser axe prometheus chart-tools image-base
 	@$(PYTEST) $(PYTEST_ARGS)
 
 .PHONY: test-unit

@@ -7,9 +7,10 @@
 #   make cluster-down     clean up after a cluster that did not stop cleanly
 #   make test-cluster     the tests in tests/cluster against one cluster per session
 #   make node-images      import locally built images (NODE_IMAGES=...) into a running node
-#   make monitoring-tools the Prometheus Operator and its config reloader (from their Go
-#                         module, version in infra/promop/go.mod), with the module's CRDs
-#                         and RBAC examples, for monitoring Muster on the local node
+#   make monitoring-tools the Prometheus Operator, its config reloader and a Prometheus with
+#                         Kubernetes service discovery (from their Go modules, versions in
+#                         infra/promop/go.mod), with the operator module's CRDs and RBAC
+#                         examples, for monitoring Muster on the local node
 #
 # Built into $(BIN) keyed by version, like infra/kube.mk: kubelet, kube-proxy, kube-scheduler
 # and kube-controller-manager from infra/kubeplane (the same modules as kube-apiserver),
@@ -138,6 +139,31 @@ $(BIN)/prometheus-operator-v$(PROMOP_VERSION) $(BIN)/prometheus-config-reloader-
 $(PROMOP_LINKS): $(BIN)/%: $(BIN)/%-v$(PROMOP_VERSION)
 	@ln -sfn $(notdir $<) $@
 
+# Prometheus itself, from the version of its module that infra/promop resolves (module
+# v0.313.1 is Prometheus 3.13.1), with only its Kubernetes service discovery compiled in
+# (build tags). Debian's package leaves Kubernetes discovery out, so it cannot run what the
+# Prometheus Operator configures. Linked as prometheus-k8s, not prometheus: the other tiers
+# use Debian's. Served without the web UI (its assets are not in the module); the API is.
+PROM_MODULE := github.com/prometheus/prometheus
+PROM_VERSION := $(shell awk '$$1 == "$(PROM_MODULE)" { sub(/^v0\./, "", $$2); \
+	printf "%d.%d.%s", substr($$2, 1, 1), substr($$2, 2, 2), substr($$2, index($$2, ".") + 1); exit }' \
+	$(PROMOP_DIR)/go.mod)
+PROM_BIN := $(BIN)/prometheus-k8s-v$(PROM_VERSION)
+
+$(PROM_BIN): $(PROMOP_DIR)/go.mod $(PROMOP_DIR)/go.sum
+	@$(kube_check_go)
+	@echo "building Prometheus $(PROM_VERSION) (Kubernetes discovery only) into $(BIN)"
+	@mkdir -p $(BIN)
+	@cd $(PROMOP_DIR) && $(KUBE_GOENV) $(GO) build -trimpath \
+		-tags remove_all_sd,enable_kubernetes_sd \
+		-ldflags '-s -w -X github.com/prometheus/common/version.Version=$(PROM_VERSION)' \
+		-o $@.partial $(PROM_MODULE)/cmd/prometheus \
+		|| $(call kube_proxy_error,$(PROM_MODULE) (Prometheus $(PROM_VERSION)))
+	@rm -f $(BIN)/prometheus-k8s-v*[0-9]
+	@mv -f $@.partial $@
+$(BIN)/prometheus-k8s: $(PROM_BIN)
+	@ln -sfn $(notdir $<) $@
+
 # The operator's CRDs (all of them: Prometheus too) and the RBAC its examples give the
 # operator and Prometheus, from the same module version.
 $(PROMOP_EXAMPLES)/.done: $(PROMOP_DIR)/go.mod
@@ -151,13 +177,13 @@ $(PROMOP_EXAMPLES)/.done: $(PROMOP_DIR)/go.mod
 	@touch $@
 
 .PHONY: monitoring-tools
-monitoring-tools: $(PROMOP_LINKS) $(PROMOP_EXAMPLES)/.done prometheus ## the Prometheus Operator, its config reloader, CRDs and RBAC (for monitoring on the local node)
+monitoring-tools: $(PROMOP_LINKS) $(BIN)/prometheus-k8s $(PROMOP_EXAMPLES)/.done ## the Prometheus Operator, its config reloader, a Prometheus with Kubernetes discovery, CRDs and RBAC (monitoring on the local node)
 
 .PHONY: node-versions
 node-versions: ## print the node's component versions
 	@echo "kubelet, kube-proxy, kube-scheduler, kube-controller-manager v$(KUBE_VERSION)" \
 		" CoreDNS v$(COREDNS_VERSION)  kube-network-policies v$(NETPOL_VERSION)" \
-		" Prometheus Operator v$(PROMOP_VERSION)"
+		" Prometheus Operator v$(PROMOP_VERSION)  Prometheus $(PROM_VERSION)"
 
 .PHONY: cluster-up
 cluster-up: node-tools $(KUBE_VENV_TARGET) ## run a one-node Kubernetes cluster in the foreground (root); Ctrl-C stops it
@@ -174,7 +200,7 @@ node-images: $(KUBE_VENV_TARGET) ## import NODE_IMAGES="localhost/a:tag ..." fro
 	@MUSTER_BIN_DIR=$(BIN) $(VENV)/bin/muster cluster import --containers-root $(CONTAINERS_ROOT) $(NODE_IMAGES)
 
 .PHONY: test-cluster
-test-cluster: node-tools image-base skaffold-tools $(KUBE_VENV_TARGET) ## the node tests (tests/cluster): pods, Services, DNS, NetworkPolicies, Muster from the chart, the skaffold loop
+test-cluster: node-tools monitoring-tools image-base skaffold-tools $(KUBE_VENV_TARGET) ## the node tests (tests/cluster): pods, Services, DNS, NetworkPolicies, Muster from the chart, the skaffold loop
 	@MUSTER_BIN_DIR=$(BIN) $(KUBE_PYTEST) tests/cluster $(PYTEST_ARGS)
 
 .PHONY: node-clean
