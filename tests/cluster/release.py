@@ -41,6 +41,8 @@ DEPLOYMENTS = ("operator", "approval", "scheduling", "fulfillment", "gateway", "
 """Muster's Deployments (besides the dev server's, ``temporal``)."""
 IMAGES = (*COMPONENTS, DEV_SERVER)
 MAILBOX = "mailbox"
+POLICY_FOLDER = "/etc/muster/policies"
+"""Where the approval worker's pods mount the chart's policy ConfigMap."""
 MAILBOX_PORT = 2525
 """The SMTP relay the tests run beside the release, in its namespace."""
 
@@ -276,6 +278,42 @@ class Release:
         selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
         items = self.json("pods", "-l", selector)["items"]
         return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+    def wait_policy(self, namespace: str, name: str, timeout: float = 180) -> None:
+        """Wait until the ApprovalPolicy ``name`` is Ready (published in the chart's
+        ConfigMap by the operator) and the mounted copy of every approval and gateway pod
+        holds it: the kubelet updates a mounted ConfigMap on its next sync of the pod, up to
+        a minute or so after the operator wrote it, and until then the gateway answers
+        requests of its kinds with ``422 no-policy``."""
+
+        def ready() -> bool:
+            found = self.json("approvalpolicy", name) if namespace == self.namespace else (
+                json.loads(self.kubectl("get", "-n", namespace, "approvalpolicy", name,
+                                        "-o", "json").stdout)
+            )  # fmt: skip
+            return any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in found.get("status", {}).get("conditions") or []
+            )
+
+        wait_until(ready, what=f"ApprovalPolicy {namespace}/{name} to be Ready",
+                   timeout=timeout, interval=1)  # fmt: skip
+        read = (
+            "import pathlib, sys\n"
+            "print(*(p.read_text() for p in pathlib.Path(sys.argv[1]).glob('*.yaml')))"
+        )
+
+        def mounted() -> bool:
+            return all(
+                name in self.kubectl(
+                    "exec", "-n", self.namespace, pod["metadata"]["name"], "--",
+                    "python3", "-c", read, POLICY_FOLDER, check=False,
+                ).stdout
+                for pod in [*self.pods("approval"), *self.pods("gateway")]
+            )  # fmt: skip
+
+        wait_until(mounted, what=f"policy {name} in the approval and gateway pods' {POLICY_FOLDER}",
+                   timeout=timeout, interval=2)  # fmt: skip
 
     @property
     def gateway_url(self) -> str:

@@ -78,24 +78,8 @@ def applied(release: Release, team: str) -> dict[str, str]:
     """The large-orders policy and the health-check schedule, applied and Ready."""
     apply(release.kubectl, team, example("policies/large-orders.yaml"),
           example("schedules/health-check.yaml"))  # fmt: skip
-    wait_ready(release, team, "approvalpolicy", "large-orders")
     wait_ready(release, team, "schedule", "health-check")
-    # Ready means published in the ConfigMap; the kubelet then updates the approval
-    # worker's mounted copy on its next sync of the pod (up to a minute or so later).
-    (approval,) = release.pods("approval")
-    folder = "/etc/muster/policies"
-    read = (
-        "import pathlib, sys\n"
-        "print(*(p.read_text() for p in pathlib.Path(sys.argv[1]).glob('*.yaml')))"
-    )
-
-    def mounted() -> bool:
-        found = release.kubectl("exec", "-n", release.namespace, approval["metadata"]["name"],
-                                "--", "python3", "-c", read, folder, check=False)  # fmt: skip
-        return "large-orders" in found.stdout
-
-    wait_until(mounted, what=f"the policy in the approval worker's {folder}", timeout=180,
-               interval=2)  # fmt: skip
+    release.wait_policy(team, "large-orders")
     return {"policy": "large-orders", "schedule": "health-check"}
 
 
