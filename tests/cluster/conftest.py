@@ -163,10 +163,12 @@ def node_namespace(node_core: client.CoreV1Api) -> Iterator[NamespaceFactory]:
 
 def mailbox() -> list[Manifest]:
     """An SMTP relay for the approval worker, as a cluster would have one: Python's own
-    ``smtpd`` debugging server in the base image, printing every message it receives."""
+    ``smtpd`` debugging server in the base image, printing every message it receives.
+    Unbuffered (``-u``): its output goes to a pipe, where Python would otherwise hold small
+    messages in its buffer and ``kubectl logs`` would never show them."""
     pod = restricted_pod(
         MAILBOX,
-        ["python3", "-W", "ignore::DeprecationWarning", "-m", "smtpd", "-n",
+        ["python3", "-u", "-W", "ignore::DeprecationWarning", "-m", "smtpd", "-n",
          "-c", "DebuggingServer", f"0.0.0.0:{MAILBOX_PORT}"],
         port=MAILBOX_PORT,
     )  # fmt: skip
