@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,8 +35,6 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def test_up_without_prometheus_stops_at_once_with_the_install_command(tmp_path: Path) -> None:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
     result = subprocess.run(
         [str(MUSTER), "up", "--state-dir", str(tmp_path / "state"), "--prometheus-port",
          str(free_port()), "--temporal-port", str(free_port()), "--ui-port", str(free_port()),
@@ -46,19 +42,17 @@ def test_up_without_prometheus_stops_at_once_with_the_install_command(tmp_path: 
         capture_output=True, text=True, timeout=60, check=False,
         env=clean_env(PATH=str(MUSTER.parent)),  # the venv only: no prometheus on the PATH
     )  # fmt: skip
-    elapsed = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "--prometheus-port needs Prometheus" in result.stdout
     assert "make prometheus" in result.stdout
     assert "sudo apt-get install prometheus" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     assert "starting Temporal" not in result.stdout  # nothing was started
-    # Wall time depends on how busy the machine is; the work done does not. Before, the
-    # stack started everything first and failed after about 50 s.
-    assert cpu < 2.0, f"{cpu:.1f} s of CPU"
-    assert elapsed < 15, f"{elapsed:.1f} s"
+    # Nothing was started before the refusal (before, the stack started everything first
+    # and failed after about 50 s): the state folder holds the lock and nothing a started
+    # part writes (Temporal's database, logs, pid files).
+    made = sorted(p.name for p in (tmp_path / "state").iterdir())
+    assert made == ["muster-up.lock"], made
 
 
 def listening(port: int) -> bool:
