@@ -4,8 +4,10 @@ its PodMonitor and PrometheusRule with the label that Prometheus selects, and wi
 metrics port opened to that namespace only (``networkPolicy.metricsFrom``). Every Muster pod
 becomes a healthy target, the alert rules are loaded and evaluated, the metrics refuse a
 pod of another namespace, and after an end-to-end run (orders fulfilled and compensated,
-an approval decided, a schedule triggered) every dashboard panel on a path the run took
-returns data from the pods."""
+an approval decided, a schedule triggered, failures on the way) every dashboard panel on a
+path the run took returns data from the pods. Last, the chart's other way in: a
+ServiceMonitor (over a headless metrics Service) instead of the PodMonitor finds every pod
+too."""
 
 from __future__ import annotations
 
@@ -55,6 +57,24 @@ NOT_EXERCISED = {
 }
 
 
+def scraped_by(namespace: str, monitor: str) -> dict[str, Any]:
+    """Chart values that have the Prometheus of ``namespace`` scrape the release through a
+    ``podMonitor`` or a ``serviceMonitor`` (the other one off) and load its rules."""
+    other = "serviceMonitor" if monitor == "podMonitor" else "podMonitor"
+    return {
+        "monitoring": {
+            monitor: {"enabled": True, "interval": "5s", "labels": {SELECT: namespace}},
+            other: {"enabled": False},
+            "prometheusRule": {"enabled": True, "labels": {SELECT: namespace}},
+        },
+        "networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": namespace}}}]},
+        # One cached workflow per approval pod: a decision on a request another one pushed
+        # out of the cache replays its history (the sticky cache miss a dashboard shows).
+        "approval": {"maxCachedWorkflows": 1},
+    }  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def monitoring(
     release: Release, cluster: ClusterHandle, node_core: client.CoreV1Api, tmp_path_factory: Any
@@ -67,17 +87,7 @@ def monitoring(
     node_core.create_namespace({"metadata": {"name": namespace, "labels": labels}})  # type: ignore[arg-type]
     kubectl = release.kubectl
     values = tmp_path_factory.mktemp("monitoring") / "values.yaml"
-    values.write_text(yaml.safe_dump({
-        "monitoring": {
-            "podMonitor": {"enabled": True, "interval": "5s", "labels": {SELECT: namespace}},
-            "prometheusRule": {"enabled": True, "labels": {SELECT: namespace}},
-        },
-        "networkPolicy": {"metricsFrom": [{"namespaceSelector": {"matchLabels": {
-            "kubernetes.io/metadata.name": namespace}}}]},
-        # One cached workflow per approval pod: a decision on a request another one pushed
-        # out of the cache replays its history (the sticky cache miss a dashboard shows).
-        "approval": {"maxCachedWorkflows": 1},
-    }))  # fmt: skip
+    values.write_text(yaml.safe_dump(scraped_by(namespace, "podMonitor")))
     try:
         install(kubectl, namespace, images)
         kubectl("rollout", "status", "-n", namespace, "deployment/prometheus-operator",
@@ -108,25 +118,33 @@ def api(release: Release, namespace: str, path: str, **params: str) -> Any:
     return answer.json()["data"]
 
 
-def test_every_muster_pod_is_a_healthy_target(
-    release: Release, monitoring: str, node_namespace: NamespaceFactory
-) -> None:
+def wait_every_pod_a_healthy_target(release: Release, monitoring: str, monitor: str) -> None:
+    """Wait until every Muster pod is a healthy target of the release's ``monitor``
+    (``podMonitor`` or ``serviceMonitor``: the scrape pool Prometheus names after it)."""
     pods = release.json("pods", "-l", "muster.io/metrics=true")["items"]
     want = {p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
     assert len(want) >= 8, want  # operator, 3 workers (2 fulfillment), 2 gateways, backends
+    pool = f"{monitor}/{release.namespace}/"
     seen: dict[str, str] = {}
 
     def all_up() -> bool:
         seen.clear()
         for target in api(release, monitoring, "/api/v1/targets", state="active")["activeTargets"]:
-            if target["labels"].get("namespace") == release.namespace:
+            if target["scrapePool"].startswith(pool):
                 seen[target["labels"]["pod"]] = target["health"]
         return {p for p, h in seen.items() if h == "up"} == want
 
     try:
-        wait_until(all_up, what="every Muster pod a healthy target", timeout=180, interval=2)
+        wait_until(all_up, what=f"every Muster pod a healthy target of the {monitor}",
+                   timeout=180, interval=2)  # fmt: skip
     except TimeoutError:
         pytest.fail(f"targets {seen}, pods {sorted(want)}")
+
+
+def test_every_muster_pod_is_a_healthy_target(
+    release: Release, monitoring: str, node_namespace: NamespaceFactory
+) -> None:
+    wait_every_pod_a_healthy_target(release, monitoring, "podMonitor")
 
     # The metrics port answers the monitoring namespace only: another is refused.
     other = node_namespace(restricted=True)
@@ -297,3 +315,18 @@ async def drive_a_run(release: Release, monitoring: str) -> None:
                             what="the operator's refusal seen by Prometheus")  # fmt: skip
     await asyncio.to_thread(release.kubectl, "delete", "-n", release.namespace, "schedule",
                             claim, "--timeout=90s", timeout=100)  # fmt: skip
+
+
+def test_a_service_monitor_instead_scrapes_every_pod(
+    release: Release, monitoring: str, tmp_path: Path
+) -> None:
+    """The chart's other way in: a headless metrics Service and a ServiceMonitor instead of
+    the PodMonitor. Prometheus finds every pod through the Service's endpoints."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(scraped_by(monitoring, "serviceMonitor")))
+    release.helm("upgrade", *release.install_args(release.current_tag),
+                 "--values", str(values), timeout=120)  # fmt: skip
+    release.wait_available()
+    assert release.json("servicemonitors")["items"], "no ServiceMonitor rendered"
+    assert not release.json("podmonitors")["items"], "the PodMonitor is still there"
+    wait_every_pod_a_healthy_target(release, monitoring, "serviceMonitor")
