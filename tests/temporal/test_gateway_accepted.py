@@ -8,6 +8,8 @@ is exercised, the same on both."""
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import time
 import uuid
@@ -261,3 +263,29 @@ async def test_the_openapi_document_describes_the_202(unpolled: Unpolled) -> Non
         assert schema == {"$ref": f"#/components/schemas/{model}"}
         fields = spec["components"]["schemas"][model]["properties"]
         assert {"status", "detail"} <= set(fields)
+
+
+async def test_the_inbox_lists_a_request_its_worker_cannot_answer_for(
+    unpolled: Unpolled,
+) -> None:
+    """With the approval worker gone, the request the first test made (waiting for alice) is
+    still on alice's inbox, under "Not readable just now", and the page answers once the
+    gateway's state read has timed out, not when a query without a bound would give up."""
+    worker = unpolled.processes.pop("approval", None)
+    assert worker is not None, "the first test of this module starts the approval worker"
+    worker.stop(grace=5)
+    async with unpolled.client("alice") as alice:
+        alice.timeout = httpx.Timeout(READ_TIMEOUT + SLACK + 5)
+
+        async def listed() -> str | None:
+            page = await alice.get("/ui/")
+            assert page.status_code == 200, page.text[:2000]
+            # The "Not readable just now" section: its heading to the end of its list.
+            _, _, section = html.unescape(page.text).partition('<h2 id="unread">')
+            unread = section.partition("</ul>")[0]
+            return unread if "Desk lamp" in unread else None
+
+        # Other requests of alice's may wait on this Temporal too (other tests' workers).
+        unread = await async_wait_until(listed, what="the request listed as not readable",
+                                        timeout=60, interval=1)  # fmt: skip
+    assert re.search(r"\d+ requests? waiting for you could not be read within 1 s", unread), unread

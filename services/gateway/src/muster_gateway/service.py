@@ -361,6 +361,12 @@ class Gateway:
     def _read_timeout(self) -> timedelta:
         return timedelta(seconds=self.state_read_timeout)
 
+    @property
+    def read_timeout(self) -> timedelta:
+        """How long one state read may wait where a slow answer must not hold up more than
+        itself: the read-back after a create, each row of an approver's inbox."""
+        return self._read_timeout()
+
     async def _approval_state(
         self, request_id: str, rpc_timeout: timedelta | None = None
     ) -> ApprovalState:
@@ -385,9 +391,13 @@ class Gateway:
         )
         return caller.user in involved or self.is_admin(caller)
 
-    async def get_approval(self, caller: Caller, request_id: str) -> ApprovalState:
-        """A request, if the caller is involved in it (or an admin)."""
-        state = await self._approval_state(request_id)
+    async def get_approval(
+        self, caller: Caller, request_id: str, rpc_timeout: timedelta | None = None
+    ) -> ApprovalState:
+        """A request, if the caller is involved in it (or an admin). ``rpc_timeout`` bounds
+        the read (a query waits for a worker up to Temporal's own limit otherwise); past it,
+        a 503 that says Temporal did not answer in time."""
+        state = await self._approval_state(request_id, rpc_timeout=rpc_timeout)
         if not self._may_see(caller, state):
             raise GatewayError(
                 403, "forbidden", "Not yours",

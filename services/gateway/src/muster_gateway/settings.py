@@ -63,7 +63,9 @@ class GatewaySettings(HttpServiceSettings):
     that for the namespace's retention)."""
     state_read_timeout: float = Field(default=5.0, gt=0, le=60)
     """Seconds a create (POST /v1/approvals, /v1/orders) waits for the started workflow's
-    state from its worker; past it, the answer is 202 Accepted with a Location to GET."""
+    state from its worker; past it, the answer is 202 Accepted with a Location to GET. Also
+    bounds each request's state read on the approver page's lists: a request whose state
+    takes longer is listed under "Not readable just now" instead of holding up the page."""
 
     @model_validator(mode="after")
     def _tokens_file_when_tokens(self) -> Self:

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -221,35 +222,50 @@ def router(gateway: Gateway, auth: Authenticator) -> APIRouter:
     async def inbox(request: Request, who: Who) -> HTMLResponse:
         waiting = await gateway.list_approvals(who, status="pending", approver=who.user)
         mine = [s for s in await gateway.list_approvals(who) if s.requester == who.user]
-        details = await _states(who, waiting)
+        details, unread = await _states(who, waiting)
         everyone: list[ApprovalSummary] = []
         if gateway.is_admin(who):
             everyone = await gateway.list_approvals(who, status="pending")
         return page(
             request, "inbox.html", name=gateway.display_name(who.user), waiting=details,
-            mine=mine, everyone=everyone,
+            unread=unread, read_timeout=gateway.state_read_timeout, mine=mine,
+            everyone=everyone,
         )  # fmt: skip
 
-    async def _states(who: Caller, summaries: list[ApprovalSummary]) -> list[ApprovalState]:
-        async def one(summary: ApprovalSummary) -> ApprovalState | None:
+    async def _states(
+        who: Caller, summaries: list[ApprovalSummary]
+    ) -> tuple[list[ApprovalState], list[ApprovalSummary]]:
+        """Each waiting request's state, and the requests whose state could not be read in
+        time. Every read is bounded by the gateway's state-read timeout: one request whose
+        worker is down (a query waits for a worker up to Temporal's own limit) must not hold
+        up the page, and it is still listed, from its summary."""
+
+        async def one(summary: ApprovalSummary) -> ApprovalState | ApprovalSummary | None:
             try:
-                return await gateway.get_approval(who, summary.request_id)
-            except GatewayError:
+                return await gateway.get_approval(
+                    who, summary.request_id, rpc_timeout=gateway.read_timeout
+                )
+            except GatewayError as exc:
+                if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
+                    return summary  # not readable now: listed without its details
                 return None  # decided meanwhile, or no longer ours
 
         found = await asyncio.gather(*(one(s) for s in summaries))
-        return [state for state in found if state is not None]
+        states = [f for f in found if isinstance(f, ApprovalState)]
+        return states, [f for f in found if isinstance(f, ApprovalSummary)]
 
     @ui.get("/decided", response_class=HTMLResponse)
     async def decided(request: Request, who: Who) -> HTMLResponse:
         summaries = await gateway.list_approvals(who, decided_by=who.user, limit=DECIDED_SHOWN)
         rows = []
-        for state in await _states(who, summaries):
+        states, unread = await _states(who, summaries)
+        for state in states:
             mine = next((d for d in state.decisions if d.approver == who.user), None)
             if mine is not None:
                 rows.append((state, mine))
         rows.sort(key=lambda row: row[1].at, reverse=True)
-        return page(request, "decided.html", rows=rows)
+        return page(request, "decided.html", rows=rows, unread=unread,
+                    read_timeout=gateway.state_read_timeout)  # fmt: skip
 
     @ui.get("/approvals/{request_id}", response_class=HTMLResponse)
     async def detail(
