@@ -286,18 +286,8 @@ class Release:
         a minute or so after the operator wrote it, and until then the gateway answers
         requests of its kinds with ``422 no-policy``."""
 
-        def ready() -> bool:
-            found = self.json("approvalpolicy", name) if namespace == self.namespace else (
-                json.loads(self.kubectl("get", "-n", namespace, "approvalpolicy", name,
-                                        "-o", "json").stdout)
-            )  # fmt: skip
-            return any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in found.get("status", {}).get("conditions") or []
-            )
-
-        wait_until(ready, what=f"ApprovalPolicy {namespace}/{name} to be Ready",
-                   timeout=timeout, interval=1)  # fmt: skip
+        self.kubectl("wait", "-n", namespace, f"approvalpolicy/{name}", "--for=condition=Ready",
+                     f"--timeout={timeout:.0f}s", timeout=timeout + 10)  # fmt: skip
         read = (
             "import pathlib, sys\n"
             "print(*(p.read_text() for p in pathlib.Path(sys.argv[1]).glob('*.yaml')))"
