@@ -78,7 +78,7 @@ test: lint verify test-all ## everything CI runs: lint, generated-file check, al
 
 .PHONY: test-all
 test-all: venv kube-tools node-tools monitoring-tools skaffold-tools temporal-server browser axe prometheus chart-tools image-base
-	@$(PYTEST) $(PYTEST_ARGS)
+	@$(PY) -m tests.tiers $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: venv ## unit tier only (no servers)

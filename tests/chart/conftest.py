@@ -11,39 +11,30 @@ from tests.chart.images import (
     DEV_SERVER,
     BuiltImage,
     Container,
-    build,
-    buildah,
     context_tag,
+    ensure_built,
 )
 
 _BUILT: dict[str, BuiltImage] = {}
 
 
-def _build(component: str, tag: str) -> BuiltImage:
-    """Build, and also name the image by the build context's content, so that the cluster
-    tier, which installs the chart from images of that name, finds it built."""
-    built = build(component)
-    buildah("tag", built.reference, f"localhost/muster-{component}:{tag}")
-    return built
-
-
 @pytest.fixture(scope="session")
-def images() -> Iterator[dict[str, BuiltImage]]:
-    """Every component's image, built once per session; images the rebuild replaced are
-    pruned afterwards (with vfs storage each one is a full copy of its root filesystem)."""
+def images() -> dict[str, BuiltImage]:
+    """Every component's image, named by the build context's content (``context_tag``) so
+    that the cluster tier, which installs the chart from images of that name, finds them:
+    built once per content, by whichever tier needs it first."""
     tag = context_tag()
     for component in COMPONENTS:
         if component not in _BUILT:
-            _BUILT[component] = _build(component, tag)
-    yield _BUILT
-    buildah("rmi", "--prune", check=False)
+            _BUILT[component] = ensure_built(component, tag)
+    return _BUILT
 
 
 @pytest.fixture(scope="session")
 def dev_server_image() -> BuiltImage:
     """The Temporal dev server's image (the Dockerfile's ``temporal`` target), built once."""
     if DEV_SERVER not in _BUILT:
-        _BUILT[DEV_SERVER] = _build(DEV_SERVER, context_tag())
+        _BUILT[DEV_SERVER] = ensure_built(DEV_SERVER, context_tag())
     return _BUILT[DEV_SERVER]
 
 
@@ -63,5 +54,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("Muster images (buildah, local bookworm base)")
     for image in _BUILT.values():
         terminalreporter.write_line(
-            f"{image.reference:40} {image.size:>10}   built in {image.seconds:5.1f} s"
+            f"{image.reference:52} {image.size:>10}   "
+            + (
+                "reused (built earlier from the same files)"
+                if image.reused
+                else f"built in {image.seconds:5.1f} s"
+            )
         )

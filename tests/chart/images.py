@@ -3,6 +3,7 @@ daemon), on the local Debian bookworm base that ``make image-base`` makes with d
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -10,6 +11,8 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +102,7 @@ class BuiltImage:
     seconds: float
     size: str
     config: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
 
 
 def image_exists(reference: str) -> bool:
@@ -109,7 +113,7 @@ DEV_SERVER = "temporal"
 """The Dockerfile's target for the Temporal dev server image (``localhost/muster-temporal``)."""
 
 
-def build(component: str, tag: str = "test") -> BuiltImage:
+def build(component: str, tag: str) -> BuiltImage:
     """Build one component's image (or the dev server's, ``DEV_SERVER``) from the repository
     root on the local base."""
     reference = f"localhost/muster-{component}:{tag}"
@@ -137,6 +141,33 @@ def build(component: str, tag: str = "test") -> BuiltImage:
     return BuiltImage(
         component, reference, seconds, image_size(reference), inspected["OCIv1"]["config"]
     )
+
+
+@contextmanager
+def build_lock() -> Iterator[None]:
+    """Held while one process checks for an image and builds it. The chart and cluster tiers
+    run side by side in ``make test`` and need the same images: the first builds each one,
+    the other waits and reuses it instead of building it a second time."""
+    STORAGE.mkdir(parents=True, exist_ok=True)
+    with (STORAGE / "muster-build.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_built(component: str, tag: str) -> BuiltImage:
+    """``component``'s image under ``tag`` (a ``context_tag``): built unless the storage
+    already holds it, built from exactly these files by this run's other tier or an earlier
+    run (then ``reused``)."""
+    reference = f"localhost/muster-{component}:{tag}"
+    with build_lock():
+        if not image_exists(reference):
+            return build(component, tag)
+    inspected = json.loads(buildah("inspect", "--type", "image", reference).stdout)
+    config = inspected["OCIv1"]["config"]
+    return BuiltImage(component, reference, 0.0, image_size(reference), config, reused=True)
 
 
 def image_size(reference: str) -> str:

@@ -25,9 +25,8 @@ from tests.chart.images import (
     COMPONENTS,
     DEV_SERVER,
     TAG_PREFIX,
-    build,
     buildah,
-    image_exists,
+    ensure_built,
 )
 from tests.cluster.support import ClusterHandle, kubectl_argv
 from tests.helpers import REPO
@@ -84,10 +83,11 @@ def ensure_images(tag: str) -> ImageSet:
                 buildah("rmi", name, check=False)
     found = ImageSet(tag)
     for component in IMAGES:
-        if image_exists(reference(component, tag)):
+        image = ensure_built(component, tag)
+        if image.reused:
             found.reused.append(component)
         else:
-            found.built[component] = round(build(component, tag).seconds, 1)
+            found.built[component] = round(image.seconds, 1)
     return found
 
 
