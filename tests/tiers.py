@@ -83,6 +83,10 @@ def run(groups: Sequence[Group], *, out: TextIO | None = None) -> int:
     waits for them. Ctrl-C reaches them directly (one process group)."""
     stream = out or sys.stdout
     pytest = [sys.executable, "-m", "pytest"]
+    # A job started in the background by a shell (as CI may start this) inherits SIGINT
+    # ignored, and an ignored signal stays ignored across exec: the pytest processes would
+    # never stop on the SIGINT below. A handler of our own is reset to the default in them.
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     processes: list[tuple[Group, subprocess.Popen[bytes]]] = []
     for group in groups:
@@ -119,6 +123,7 @@ def run(groups: Sequence[Group], *, out: TextIO | None = None) -> int:
                     continue  # the child got the same Ctrl-C: wait for its teardown
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, interrupt)
     for group, _ in processes:
         if group.log is not None:
             print(f"\n{'=' * 30} {group.name} ({group.log}) {'=' * 30}", file=stream)

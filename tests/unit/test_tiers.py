@@ -97,11 +97,14 @@ def test_sigterm_stops_every_pytest_after_its_teardown(tmp_path: Path) -> None:
         "def test_waits(resource):\n"
         "    time.sleep(120)\n"
     )
+    script = (
+        "import sys; from pathlib import Path; from tests.tiers import Group, run; "
+        f"sys.exit(run([Group('slow', ({str(tmp_path / 'test_slow.py')!r}, "
+        f"'-p', 'no:cacheprovider'), Path({str(tmp_path / 'slow.log')!r}))]))"
+    )
+    # Started as a shell's background job (CI's) starts it: with SIGINT ignored.
     runner = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from pathlib import Path; from tests.tiers import Group, run; "
-         f"sys.exit(run([Group('slow', ({str(tmp_path / 'test_slow.py')!r}, "
-         f"'-p', 'no:cacheprovider'), Path({str(tmp_path / 'slow.log')!r}))]))"],
+        ["sh", "-c", 'trap "" INT; exec "$0" -c "$1"', sys.executable, script],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
