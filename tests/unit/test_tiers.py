@@ -114,6 +114,7 @@ def test_sigterm_stops_every_pytest_after_its_teardown(tmp_path: Path) -> None:
     finally:
         if runner.poll() is None:
             runner.kill()
+            runner.communicate()
     assert torn_down.exists(), output
     assert runner.returncode == 2, output  # pytest's "interrupted"
     assert "KeyboardInterrupt" in output
