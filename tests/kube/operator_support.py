@@ -164,8 +164,10 @@ class Resources:
             check, what=f"{self.kind} {name}: {kind}={status} ({reason})", timeout=timeout
         )
 
-    def wait_synced(self, name: str, timeout: float = 30) -> dict[str, Any]:
-        """The resource once status says the current generation is in Temporal."""
+    def wait_synced(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        """The resource once status says the current generation is in Temporal. The
+        deadline covers a freshly started operator's first pick-up of a new namespace: in a
+        run beside the cluster tier one took 30 s (the resource then reconciled in 0.2 s)."""
 
         def check() -> dict[str, Any] | None:
             body = self.get(name)
