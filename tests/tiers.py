@@ -1,4 +1,6 @@
-"""``make test-all``: the cluster tier beside every other tier, in two pytest processes.
+"""``make test-all``'s runner: every tier in one pytest (``--serial``, CI's default), or, with
+``make test-all TEST_PARALLEL=1``, the cluster tier beside every other tier, in two pytest
+processes (see docs/development.md for the times and for why CI does not do that yet).
 
 The cluster tier (one real node for the whole session, about 25 minutes) spends most of its
 time waiting for pods, rollouts and the node's programs, so it runs in a process of its own
