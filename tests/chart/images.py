@@ -146,8 +146,8 @@ def build(component: str, tag: str) -> BuiltImage:
 @contextmanager
 def build_lock() -> Iterator[None]:
     """Held while one process checks for an image and builds it. The chart and cluster tiers
-    run side by side in ``make test`` and need the same images: the first builds each one,
-    the other waits and reuses it instead of building it a second time."""
+    need the same images, and ``make test TEST_PARALLEL=1`` runs them side by side: the
+    first builds each one, the other waits and reuses it instead of building it again."""
     STORAGE.mkdir(parents=True, exist_ok=True)
     with (STORAGE / "muster-build.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
