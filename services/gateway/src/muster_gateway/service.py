@@ -352,20 +352,17 @@ class Gateway:
                 exc, f"approval request {shown(request_id)}", idempotency_key
             ) from None
         try:
-            state = await self._approval_state(request_id, rpc_timeout=self._read_timeout())
+            state = await self._approval_state(request_id, rpc_timeout=self.read_timeout)
         except GatewayError as exc:
             log.warning("started approval request %s; its state is unread: %s", request_id, exc)
             return Started(request_id, created, None)
         return Started(request_id, created, state)
 
-    def _read_timeout(self) -> timedelta:
-        return timedelta(seconds=self.state_read_timeout)
-
     @property
     def read_timeout(self) -> timedelta:
         """How long one state read may wait where a slow answer must not hold up more than
         itself: the read-back after a create, each row of an approver's inbox."""
-        return self._read_timeout()
+        return timedelta(seconds=self.state_read_timeout)
 
     async def _approval_state(
         self, request_id: str, rpc_timeout: timedelta | None = None
@@ -546,7 +543,7 @@ class Gateway:
             await self._refuse_foreign_order(workflow_id, claim.record_id, caller, idempotency_key)
         try:
             state = await self._order_state(
-                caller, order.order_id, check="none", rpc_timeout=self._read_timeout()
+                caller, order.order_id, check="none", rpc_timeout=self.read_timeout
             )
         except GatewayError as exc:
             log.warning("started order %s; its state is unread: %s", order.order_id, exc)
