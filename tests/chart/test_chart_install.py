@@ -23,7 +23,7 @@ from muster_dev.kube import KubeAccess
 from muster_dev.process import free_port
 from muster_operator.settings import WebhookSettings
 from muster_operator.webhook import plan
-from muster_runtime.polling import wait_until
+from muster_runtime.polling import PollTimeout, wait_until
 from muster_runtime.settings import TemporalSettings
 from tests.chart.support import CHART, SCENARIOS, SCHEMAS, values_file
 from tests.kube.operator_support import (
@@ -277,13 +277,48 @@ def release_abandoned_resources(kubectl: Run) -> None:
                 namespace.stdout
             ).get("metadata", {})
             if meta.get("finalizers") and terminating:
-                kubectl("patch", plural, meta["name"], "-n", meta["namespace"], "--type=merge",
-                        "-p", '{"metadata": {"finalizers": null}}', check=False)  # fmt: skip
+                patched = kubectl("patch", plural, meta["name"], "-n", meta["namespace"],
+                                  "--type=merge", "-p", '{"metadata": {"finalizers": null}}',
+                                  check=False)  # fmt: skip
+                # Gone in the meantime is fine; anything else would hold up the CRD.
+                assert patched.returncode == 0 or "NotFound" in patched.stderr, (
+                    f"could not release {meta['namespace']}/{meta['name']}: {patched.stderr}"
+                )
+
+
+def what_holds_crds(kubectl: Run) -> str:
+    """Why Muster's CRDs are still there: each one's Terminating condition (the API server
+    says there which of its custom resources it could not delete) and every custom resource
+    left, with its finalizers and whether its namespace is being deleted."""
+    lines = []
+    for crd in CRD_NAMES:
+        state = crd_state(kubectl, crd)
+        if state is None:
+            continue
+        conditions = {c["type"]: c for c in state.get("status", {}).get("conditions", [])}
+        terminating = conditions.get("Terminating", {})
+        lines.append(
+            f"{crd}: deletionTimestamp={state['metadata'].get('deletionTimestamp')}, "
+            f"finalizers={state['metadata'].get('finalizers')}, Terminating "
+            f"{terminating.get('reason')}: {terminating.get('message')}"
+        )
+        listed = kubectl("get", crd, "--all-namespaces", "-o", "json", check=False)
+        if listed.returncode != 0:
+            lines.append(f"  cannot list: {listed.stderr.strip()}")
+            continue
+        for item in json.loads(listed.stdout)["items"]:
+            meta = item["metadata"]
+            lines.append(
+                f"  {meta['namespace']}/{meta['name']}: finalizers={meta.get('finalizers')}, "
+                f"deletionTimestamp={meta.get('deletionTimestamp')}"
+            )
+    return "\n".join(lines)
 
 
 def wait_crds_gone(kubectl: Run, *, only_terminating: bool = False) -> None:
     """Poll until Muster's CRDs are deleted (the API server first deletes every custom
-    resource of theirs, which can take a while on a busy machine)."""
+    resource of theirs, which can take a while on a busy machine); a timeout says what
+    holds them."""
 
     def gone() -> bool:
         for crd in CRD_NAMES:
@@ -295,7 +330,10 @@ def wait_crds_gone(kubectl: Run, *, only_terminating: bool = False) -> None:
             return False
         return True
 
-    wait_until(gone, what="Muster's CRDs to be deleted", timeout=240, interval=0.5)
+    try:
+        wait_until(gone, what="Muster's CRDs to be deleted", timeout=240, interval=0.5)
+    except PollTimeout as exc:
+        raise AssertionError(f"{exc}; what holds them:\n{what_holds_crds(kubectl)}") from exc
 
 
 @pytest.mark.timeout(600)
