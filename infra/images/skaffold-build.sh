@@ -12,7 +12,9 @@
 # API, which the node serves over buildah's storage (DOCKER_HOST, docs/development.md), and
 # deploys the image as <name>:<ID>; so the image enters the node under that name too.
 # The local profile tags by input digest: an image of that name, built on the same base,
-# was built from the same files, and is imported again instead of built again.
+# was built from the same files, and is imported again instead of built again. So is one
+# named by the build context's content tag (`muster cluster context-tag`), which every build
+# also gets, as the chart tests' builds do.
 #
 # MUSTER_CONTAINERS_ROOT (buildah's storage, default .cache/containers), MUSTER_IMAGE_BASE
 # (default localhost/muster-base:bookworm, `make image-base`) and MUSTER (the muster
@@ -58,9 +60,16 @@ label() {
 }
 
 base_id=$(image_id "$base") || die "$base is missing from $root: run 'make image-base'"
+# The same files make the same image, whatever tag skaffold chose (a profile switch, the
+# input digest after a revert, the chart tests' builds): the content tag finds it.
+context=$("$muster" cluster context-tag .) || die "no content tag for the build context $PWD"
+same_files=${IMAGE%:*}:$context
 
 if [[ $(label "$IMAGE" io.muster.base-image) == "$base_id" ]]; then
   echo "$IMAGE: built before from the same inputs on the same base; importing it again"
+elif [[ $(label "$same_files" io.muster.base-image) == "$base_id" ]]; then
+  echo "$IMAGE: $same_files was built from the same files on the same base; importing it"
+  "${buildah[@]}" tag "$same_files" "$IMAGE"
 else
   echo "$IMAGE: building $what with buildah"
   # No --layers: with vfs storage every cached layer is a full copy of the root filesystem.
@@ -68,7 +77,7 @@ else
     --volume "$ca_bundle:$ca_bundle:ro" \
     --build-arg "BASE_IMAGE=$base" "${args[@]}" \
     --label "io.muster.base-image=$base_id" \
-    -f infra/images/Dockerfile -t "$IMAGE" . >/dev/null
+    -f infra/images/Dockerfile -t "$IMAGE" -t "$same_files" . >/dev/null
 fi
 
 id=$(image_id "$IMAGE") || die "buildah built no image $IMAGE"

@@ -4,10 +4,8 @@ daemon), on the local Debian bookworm base that ``make image-base`` makes with d
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -17,16 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from muster_dev import images
 from tests.chart.support import ROOT
 
 STORAGE = Path(os.environ.get("MUSTER_CONTAINERS_ROOT") or ROOT / ".cache" / "containers")
 BASE_IMAGE = "localhost/muster-base:bookworm"
+# The base image's ID, on every image built on it (as infra/images/skaffold-build.sh labels
+# its builds): an image is reused only on the base it was built on.
+BASE_LABEL = "io.muster.base-image"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-TAG_PREFIX = "ctx-"
-# What the image build reads (.dockerignore admits these) and what it ignores in them.
-_CONTEXT = ("pyproject.toml", "uv.lock", "services", "operator", "infra/images",
-            "devstack/pyproject.toml")  # fmt: skip
-_IGNORED = re.compile(r"(^|/)(__pycache__|[^/]*\.py[cod]|README\.md)(/|$)")
 DOCKERFILE = ROOT / "infra" / "images" / "Dockerfile"
 
 
@@ -59,18 +56,10 @@ WORKERS = ("approval", "scheduling", "fulfillment")
 
 
 def context_tag() -> str:
-    """A tag naming the build context's content: an image with it was built from exactly
-    these files, so a rerun on unchanged sources reuses it instead of building again."""
-    digest = hashlib.sha256()
-    for entry in _CONTEXT:
-        root = ROOT / entry
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in files:
-            relative = path.relative_to(ROOT).as_posix()
-            if _IGNORED.search(relative):
-                continue
-            digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
-    return TAG_PREFIX + digest.hexdigest()[:12]
+    """The content tag of the checkout's build context (``muster cluster context-tag``):
+    an image with it was built from exactly these files, by this run, an earlier one or
+    ``skaffold -p local``, so a rerun on unchanged sources reuses it instead of building."""
+    return images.context_tag(ROOT)
 
 
 def buildah_command() -> list[str]:
@@ -109,6 +98,24 @@ def image_exists(reference: str) -> bool:
     return buildah("inspect", "--type", "image", reference, check=False).returncode == 0
 
 
+def image_id(reference: str) -> str:
+    """The image's ID; the base image missing says how to make it."""
+    result = buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", reference,
+                     check=False)  # fmt: skip
+    if result.returncode != 0:
+        hint = "run `make image-base` (debootstrap)" if reference == BASE_IMAGE else "build it"
+        raise RuntimeError(f"{reference} is missing: {hint}")
+    return result.stdout.strip()
+
+
+def built_on_base(reference: str) -> bool:
+    """Whether ``reference`` exists and was built on today's base image."""
+    result = buildah("inspect", "--type", "image", "--format",
+                     f'{{{{index .OCIv1.Config.Labels "{BASE_LABEL}"}}}}', reference,
+                     check=False)  # fmt: skip
+    return result.returncode == 0 and result.stdout.strip() == image_id(BASE_IMAGE)
+
+
 DEV_SERVER = "temporal"
 """The Dockerfile's target for the Temporal dev server image (``localhost/muster-temporal``)."""
 
@@ -117,8 +124,7 @@ def build(component: str, tag: str) -> BuiltImage:
     """Build one component's image (or the dev server's, ``DEV_SERVER``) from the repository
     root on the local base."""
     reference = f"localhost/muster-{component}:{tag}"
-    if not image_exists(BASE_IMAGE):
-        raise RuntimeError(f"{BASE_IMAGE} is missing: run `make image-base` (debootstrap)")
+    base_id = image_id(BASE_IMAGE)
     started = time.monotonic()
     if component == DEV_SERVER:
         args = ["--target", DEV_SERVER]
@@ -132,7 +138,7 @@ def build(component: str, tag: str) -> BuiltImage:
         # filesystem (a build takes 3x as long); the uv cache mount keeps downloads shared.
         "build", "--isolation", "chroot", "--quiet",
         "--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro",
-        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", *args,
+        "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", *args, "--label", f"{BASE_LABEL}={base_id}",
         "-f", str(DOCKERFILE), "-t", reference, str(ROOT),
         timeout=900,
     )  # fmt: skip
@@ -159,11 +165,11 @@ def build_lock() -> Iterator[None]:
 
 def ensure_built(component: str, tag: str) -> BuiltImage:
     """``component``'s image under ``tag`` (a ``context_tag``): built unless the storage
-    already holds it, built from exactly these files by this run's other tier or an earlier
-    run (then ``reused``)."""
+    already holds it, built on today's base from exactly these files by this run's other
+    tier, an earlier run or skaffold (then ``reused``)."""
     reference = f"localhost/muster-{component}:{tag}"
     with build_lock():
-        if not image_exists(reference):
+        if not built_on_base(reference):
             return build(component, tag)
     inspected = json.loads(buildah("inspect", "--type", "image", reference).stdout)
     config = inspected["OCIv1"]["config"]

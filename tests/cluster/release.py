@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from muster_dev.cluster import ClusterSettings
+from muster_dev.images import CONTEXT_TAG_PREFIX
 from muster_dev.node import NodeAddresses
 from muster_runtime.polling import PollTimeout, wait_until
 from tests.chart.images import (
     COMPONENTS,
     DEV_SERVER,
-    TAG_PREFIX,
     buildah,
     ensure_built,
 )
@@ -79,7 +79,8 @@ def ensure_images(tag: str) -> ImageSet:
     for image in listed:
         for name in image.get("names") or []:
             repo, _, old = name.rpartition(":")
-            if repo.startswith("localhost/muster-") and old.startswith(TAG_PREFIX) and old != tag:
+            ours = repo.startswith("localhost/muster-") and old.startswith(CONTEXT_TAG_PREFIX)
+            if ours and old != tag:
                 buildah("rmi", name, check=False)
     found = ImageSet(tag)
     for component in IMAGES:

@@ -1,8 +1,9 @@
 """Pods really run on the local node: a locally built image, imported into containerd with no
 registry, runs under the ``restricted`` Pod Security Standard with the chart's security
 settings (non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp);
-``kubectl logs`` and ``kubectl exec`` reach it through the kubelet; and the namespace's
-enforcement is real (a pod without those settings is refused)."""
+``kubectl logs`` and ``kubectl exec`` reach it through the kubelet; the namespace's
+enforcement is real (a pod without those settings is refused); and importing an image the
+node already holds only gives it the new name, under which a pod then runs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from tests.cluster.conftest import NamespaceFactory
-from tests.cluster.support import BASE_IMAGE, RUN_AS, apply, restricted_pod, wait_ready
+from tests.cluster.support import (
+    BASE_IMAGE,
+    RUN_AS,
+    ClusterHandle,
+    apply,
+    import_images,
+    restricted_pod,
+    wait_ready,
+)
 from tests.kube.support import Run, status_message
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -114,3 +123,17 @@ def test_restricted_namespace_refuses_a_pod_without_the_settings(
     assert 'violates PodSecurity "restricted:latest"' in message
     assert "runAsNonRoot" in message
     assert "seccompProfile" in message
+
+
+def test_an_image_the_node_holds_is_named_not_imported_again(
+    cluster: ClusterHandle, node_kubectl: Run, node_namespace: NamespaceFactory
+) -> None:
+    # The base image came in with the node; skaffold imports its builds under a tag of its
+    # own, and an image the node holds under another name must not be read again.
+    again = f"localhost/muster-base:again-{uuid.uuid4().hex[:8]}"
+    said = import_images(cluster, BASE_IMAGE, "--tag", again)
+    assert f"{BASE_IMAGE}: the node holds it as " in said, said
+    ns = node_namespace(restricted=True)
+    apply(node_kubectl, ns, restricted_pod("renamed", ["sleep", "3600"], image=again))
+    # Ready under pullPolicy Never: containerd's CRI knows the image by its new name.
+    wait_ready(node_kubectl, ns, "renamed")

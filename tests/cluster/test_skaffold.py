@@ -13,8 +13,9 @@ everything in it. The release stays out of others' way on the session's node, as
 profile's MUSTER_RELEASE and MUSTER_VALUES allow: its own name (so its cluster-wide
 objects are its own), an operator that watches only its namespace, and the CRDs left to
 whoever installed them (applied here if nobody did, and then removed again). Images whose
-inputs did not change are reused from buildah's storage (the profile tags by input
-digest), so only a cold machine builds them all.
+inputs did not change are reused from buildah's storage (the profile tags by input digest,
+and every build also carries the build context's content tag): ``skaffold run`` must reuse
+every image the tier built from the same files, and only the edited gateway is built.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ import pytest
 import yaml
 
 from muster_dev import imageapi
+from muster_dev.images import context_tag
 from muster_dev.process import ManagedProcess
 from muster_runtime.polling import PollTimeout, wait_until
+from tests.chart import images as chart_images
+from tests.chart.images import DEV_SERVER
 from tests.cluster.support import BIN, STORAGE, ClusterHandle
 from tests.helpers import REPO
 from tests.kube.support import Run
@@ -187,11 +191,21 @@ def images(deployment: dict[str, Any]) -> list[str]:
 
 @pytest.mark.timeout(BUILD_TIMEOUT + 600)
 def test_skaffold_run_deploys_the_chart(skaffold: Skaffold, node_kubectl: Run) -> None:
+    # Images the tier (or the chart tier) already built from these files are reused by
+    # their content tag, whatever tag skaffold gives them: the copy is the same context.
+    tag = context_tag(skaffold.workspace)
+    assert tag == chart_images.context_tag(), "the copy differs from the checkout's context"
+    built_before = [c for c in (*COMPONENTS, DEV_SERVER)
+                    if chart_images.built_on_base(f"localhost/muster-{c}:{tag}")]  # fmt: skip
     started = time.monotonic()
     output = skaffold("run", "--cache-artifacts=false", "--status-check=true",
                       timeout=BUILD_TIMEOUT + 300)  # fmt: skip
     seconds = time.monotonic() - started
-    log.info("skaffold run -p local: %.0fs\n%s", seconds, output.stdout[-3000:])
+    log.info("skaffold run -p local: %.0fs, reused %s\n%s", seconds, built_before,
+             output.stdout[-3000:])  # fmt: skip
+    for component in built_before:
+        said = f"localhost/muster-{component}:{tag} was built from the same files on the same base"
+        assert said in output.stdout, f"{component} was not reused:\n{output.stdout[-6000:]}"
 
     found = deployments(node_kubectl, skaffold.namespace)
     assert set(found) == skaffold.deployments

@@ -1,14 +1,18 @@
 """The pieces of the local node that serve skaffold, with no root and no node: an image
 archive renamed for containerd under several names (one import gives the image every
-name, as ``muster cluster import --tag`` does), the image API's command line and socket
-path, and its ping over a real Unix socket. The cluster tier runs them for real
-(``tests/cluster/test_skaffold.py``)."""
+name, as ``muster cluster import --tag`` does), the build context's content tag that lets
+skaffold reuse an image built from the same files (``muster cluster context-tag``), the
+image API's command line and socket path, and its ping over a real Unix socket. The
+cluster tier runs them for real (``tests/cluster/test_skaffold.py``)."""
 
 from __future__ import annotations
 
 import http.server
 import json
+import shutil
 import socketserver
+import subprocess
+import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -18,12 +22,15 @@ import pytest
 
 from muster_dev import cluster, imageapi
 from muster_dev.images import (
+    BUILD_CONTEXT,
     CONTAINERD_NAME,
     BinaryImage,
     ImageError,
     _name_for_containerd,
     binary_image_archive,
+    context_tag,
 )
+from tests.helpers import REPO
 
 
 def test_one_archive_carries_the_image_under_every_name(tmp_path: Path) -> None:
@@ -117,3 +124,55 @@ def test_the_api_answers_its_ping_over_a_unix_socket(ping_server: Path, tmp_path
     assert imageapi.answers(ping_server)
     assert imageapi.get(ping_server, "/elsewhere")[0] == 404
     assert not imageapi.answers(tmp_path / "nobody.sock")
+
+
+def copy_of_the_build_context(dest: Path) -> Path:
+    """The build inputs, copied as the skaffold test copies them (no caches, no egg-info)."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.egg-info")
+    for entry in BUILD_CONTEXT:
+        source = REPO / entry
+        if source.is_dir():
+            shutil.copytree(source, dest / entry, ignore=ignore)
+        else:
+            (dest / entry).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / entry)
+    return dest
+
+
+def test_the_content_tag_follows_the_files_an_image_is_built_from(tmp_path: Path) -> None:
+    copy = copy_of_the_build_context(tmp_path / "copy")
+    tag = context_tag(REPO)
+    assert tag.startswith("ctx-")
+    assert len(tag) == len("ctx-") + 12
+    # A copy of the same files is the same context, wherever it lies.
+    assert context_tag(copy) == tag
+    # What the build never reads changes nothing: caches, READMEs, files outside it.
+    cache = copy / "services" / "gateway" / "src" / "muster_gateway" / "__pycache__"
+    cache.mkdir(exist_ok=True)
+    (cache / "app.cpython-311.pyc").write_bytes(b"\0compiled")
+    (copy / "services" / "gateway" / "README.md").write_text("notes\n")
+    (copy / "charts").mkdir()
+    (copy / "charts" / "values.yaml").write_text("a: 1\n")
+    assert context_tag(copy) == tag
+    # One changed byte of a source file, the Dockerfile or a new file is another image.
+    source = copy / "services" / "gateway" / "src" / "muster_gateway" / "app.py"
+    source.write_text(source.read_text() + "\n")
+    edited = context_tag(copy)
+    assert edited != tag
+    (copy / "infra" / "images" / "extra.sh").write_text("true\n")
+    assert context_tag(copy) not in (tag, edited)
+
+
+def test_the_content_tag_command_prints_it_and_refuses_what_is_no_context(
+    tmp_path: Path,
+) -> None:
+    muster = [sys.executable, "-m", "muster_runtime.cli"]
+    printed = subprocess.run([*muster, "cluster", "context-tag", str(REPO)], capture_output=True,
+                             text=True, timeout=60, check=True)  # fmt: skip
+    assert printed.stdout.strip() == context_tag(REPO)
+    refused = subprocess.run([*muster, "cluster", "context-tag", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert refused.returncode == 1
+    assert "is not a build context of Muster's images" in refused.stderr, refused.stderr
+    with pytest.raises(ImageError, match=r"\.dockerignore is missing"):
+        context_tag(tmp_path)

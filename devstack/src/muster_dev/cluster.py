@@ -48,7 +48,11 @@ from muster_dev.images import (
     ImageError,
     binary_image_archive,
     buildah_archive,
+    buildah_image_id,
+    context_tag,
     import_archive,
+    name_in_node,
+    node_images_by_config,
 )
 from muster_dev.kube import (
     SERVICE_CLUSTER_IP_RANGE,
@@ -853,14 +857,27 @@ def import_images(
     references: Sequence[str],
     containers_root: Path,
     also: Sequence[str] = (),
+    out: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Export each image from buildah's storage and import it with ``ctr``; their names.
-    ``also`` gives the one image of ``references`` more names in the node."""
+    ``also`` gives the one image of ``references`` more names in the node.
+
+    An image the node already holds under another name (the same config, so the same
+    layers: skaffold's tag for an image the tests imported by its content tag, or the
+    other way round) only gets the new names, instead of being exported and read again."""
     if also and len(references) != 1:
         raise ImageError("more names (--tag) can be given to one image at a time only")
     imported = []
+    held = node_images_by_config(ctr)
     with tempfile.TemporaryDirectory(prefix="muster-images-") as tmp:
         for reference in references:
+            names = [reference, *(n for n in also if n != reference)]
+            present = held.get(buildah_image_id(reference, containers_root))
+            if present:
+                imported += name_in_node(ctr, present[0], names)
+                if out is not None:
+                    out(f"{reference}: the node holds it as {present[0]}; named it")
+                continue
             archive = buildah_archive(reference, Path(tmp) / "image.tar", containers_root, also)
             imported += import_archive(ctr, archive)
             archive.unlink()
@@ -1062,6 +1079,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path(".cache/containers"),
         help="buildah's storage (default .cache/containers)",
     )
+    tag = verbs.add_parser(
+        "context-tag",
+        help="print the content tag of an image build context: images built from the same "
+        "files share it (the skaffold profile `local` reuses them by it)",
+    )
+    tag.add_argument(
+        "context",
+        type=Path,
+        nargs="?",
+        default=Path("."),
+        help="the build context: the repository root or a copy of its build inputs (default .)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -1156,6 +1185,9 @@ def run(args: argparse.Namespace) -> int:
             return status(_print)
         if args.verb == "restart":
             return restart(args.component, _print)
+        if args.verb == "context-tag":
+            _print(context_tag(args.context))
+            return 0
         if args.verb == "import":
             require_root()
             state = read_state()
@@ -1167,6 +1199,7 @@ def run(args: argparse.Namespace) -> int:
                 args.images,
                 args.containers_root,
                 args.tag,
+                out=_print,
             )
             _print(f"imported {', '.join(names)}")
             return 0

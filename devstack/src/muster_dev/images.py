@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import platform
+import re
 import shutil
 import subprocess
 import tarfile
@@ -29,6 +30,12 @@ LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"
 CONTAINERD_NAME = "io.containerd.image.name"
 OCI_REF_NAME = "org.opencontainers.image.ref.name"
 CRI_NAMESPACE = "k8s.io"
+
+# What an image build reads (the files .dockerignore admits) and what it ignores in them.
+BUILD_CONTEXT = (".dockerignore", "pyproject.toml", "uv.lock", "services", "operator",
+                 "infra/images", "devstack/pyproject.toml")  # fmt: skip
+_NOT_BUILT_FROM = re.compile(r"(^|/)(__pycache__|[^/]*\.py[cod]|[^/]*\.egg-info|README\.md)(/|$)")
+CONTEXT_TAG_PREFIX = "ctx-"
 
 _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le"}
 
@@ -46,6 +53,26 @@ class BinaryImage:
     binary: Path
     entrypoint: Sequence[str]
     user: str | None = None
+
+
+def context_tag(root: Path) -> str:
+    """A tag naming the content of the image build context at ``root`` (the repository, or
+    a copy of its build inputs): images built from exactly these files share it, whoever
+    built them, so a build of unchanged sources can reuse the image instead. Every image is
+    built from the one Dockerfile with its component's row of ``infra/images/services.tsv``,
+    both part of the context; the base image is not, so reuse also compares the base."""
+    digest = hashlib.sha256()
+    for entry in BUILD_CONTEXT:
+        top = root / entry
+        if not top.exists():
+            raise ImageError(f"{top} is missing: {root} is not a build context of Muster's images")
+        files = [top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())
+        for path in files:
+            relative = path.relative_to(root).as_posix()
+            if _NOT_BUILT_FROM.search(relative):
+                continue
+            digest.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
+    return CONTEXT_TAG_PREFIX + digest.hexdigest()[:12]
 
 
 def oci_architecture() -> str:
@@ -237,3 +264,65 @@ def import_archive(ctr: Sequence[str], archive: Path) -> list[str]:
         if line.startswith("unpacking "):
             names.append(line.split()[1])
     return names
+
+
+def buildah_image_id(reference: str, containers_root: Path) -> str:
+    """The ID of ``reference`` in buildah's storage (``sha256:`` and the digest of its
+    config, which an export keeps: containerd knows the image by the same config)."""
+    buildah = shutil.which("buildah")
+    if buildah is None:
+        raise ImageError("buildah not found: run `make image-tools`")
+    result = subprocess.run(
+        [buildah, "--root", str(containers_root), "--storage-driver", "vfs", "inspect",
+         "--type", "image", "--format", "{{.FromImageID}}", reference],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ImageError(
+            f"{reference} is not in buildah's storage at {containers_root}: "
+            f"{result.stderr.strip()} (build it first, e.g. `make image-base`)"
+        )
+    image_id = result.stdout.strip()
+    return image_id if image_id.startswith("sha256:") else f"sha256:{image_id}"
+
+
+def node_images_by_config(ctr: Sequence[str]) -> dict[str, list[str]]:
+    """The images containerd holds, by the digest of their config: the names each image
+    has. An image whose manifest cannot be read (an index of several platforms, content
+    the node no longer has) is left out: it is imported again rather than trusted."""
+    listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True, check=False)
+    if listed.returncode != 0:
+        raise ImageError(f"ctr could not list the node's images: {listed.stderr.strip()}")
+    by_manifest: dict[str, list[str]] = {}
+    for line in listed.stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 3 and fields[2].startswith("sha256:"):
+            by_manifest.setdefault(fields[2], []).append(fields[0])
+    by_config: dict[str, list[str]] = {}
+    for digest, names in by_manifest.items():
+        manifest = subprocess.run(
+            [*ctr, "content", "get", digest], capture_output=True, check=False
+        )
+        if manifest.returncode != 0:
+            continue
+        try:
+            config = json.loads(manifest.stdout)["config"]["digest"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        by_config.setdefault(str(config), []).extend(names)
+    return by_config
+
+
+def name_in_node(ctr: Sequence[str], source: str, names: Sequence[str]) -> list[str]:
+    """Give the node's image ``source`` the further ``names`` (moving a name that another
+    image had), without importing anything; the names it has now."""
+    for name in names:
+        if name == source:
+            continue
+        result = subprocess.run(
+            [*ctr, "images", "tag", "--force", source, name],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ImageError(f"ctr could not name {source} {name}: {result.stderr.strip()}")
+    return list(names)
