@@ -66,6 +66,9 @@ def test_kubelet_config_runs_on_cgroup_v1_with_cgroupfs_under_its_own_parent() -
     assert config["clusterDNS"] == ["10.0.0.10"]
     # Imported images cannot be pulled again: garbage collection must never remove them.
     assert config["imageGCHighThresholdPercent"] == 100
+    # Mounted ConfigMaps (the approval policies) follow within seconds, not a minute.
+    assert config["syncFrequency"] == "10s"
+    assert config["configMapAndSecretChangeDetectionStrategy"] == "Watch"
 
 
 def test_kubelet_sysctls_are_what_the_kubelet_wants() -> None:
