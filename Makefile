@@ -77,10 +77,10 @@ up: venv $(UP_TOOLS) ## run the local stack in the foreground; Ctrl-C stops it (
 test: lint verify test-all ## everything CI runs: lint, generated-file check, all test tiers
 
 .PHONY: test-all
-# TEST_PARALLEL=1 runs the cluster tier in a pytest process of its own beside the other tiers
-# (tests/tiers.py): about 30 minutes of tests instead of about 38, but under that contention
-# some tests' timing has failed (docs/development.md), so CI runs them one after the other.
-TEST_PARALLEL ?= 0
+# Two pytest processes side by side (tests/tiers.py): the cluster and e2e tiers in one, the
+# others in the second; a run takes about as long as the longer one (docs/development.md
+# has the times). TEST_PARALLEL=0 runs every tier in one pytest, one after the other.
+TEST_PARALLEL ?= 1
 test-all: venv kube-tools node-tools monitoring-tools skaffold-tools temporal-server browser axe prometheus chart-tools image-base
 	@$(PY) -m tests.tiers $(if $(filter 1,$(TEST_PARALLEL)),,--serial) $(PYTEST_ARGS)
 

@@ -1,13 +1,13 @@
-"""``make test-all``'s runner: every tier in one pytest (``--serial``, CI's default), or, with
-``make test-all TEST_PARALLEL=1``, the cluster tier beside every other tier, in two pytest
-processes (see docs/development.md for the times and for why CI does not do that yet).
+"""``make test-all``'s runner: the tiers in two pytest processes side by side (the default,
+CI's), or every tier in one pytest (``--serial``, ``make test-all TEST_PARALLEL=0``); see
+docs/development.md for the times.
 
-The cluster tier (one real node for the whole session, about 25 minutes) spends most of its
-time waiting for pods, rollouts and the node's programs, so it runs in a process of its own
-while a second one runs the other tiers; a run takes about as long as the longer of the two
-instead of their sum. The cluster tier's output goes to a log that is printed, whole, when
-both have ended (the other tiers' output streams as usual); the exit status is the worse of
-the two.
+The cluster tier (one real node for the whole session, about 20 minutes) spends most of its
+time waiting for pods, rollouts and the node's programs, so it runs in a process of its own,
+followed there by the e2e tier to even out the two, while a second process runs the other
+tiers; a run takes about as long as the longer of the two instead of their sum. The first
+process's output goes to a log that is printed, whole, when both have ended (the other
+tiers' output streams as usual); the exit status is the worse of the two.
 
 Arguments go to both pytest processes (``make test-all PYTEST_ARGS=--durations=30``). When
 they name a test path, there is nothing to split: one pytest runs with them as given, as it
@@ -31,6 +31,9 @@ from typing import TextIO
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = "tests/cluster"
+# The tiers of the first process: the cluster tier, then the e2e tier (a few minutes of
+# `make up`, Chromium and Prometheus), which leaves the two processes about as long.
+BESIDE = (CLUSTER, "tests/e2e")
 LOG = REPO / ".cache" / "tests" / "cluster-tier.log"
 # pytest's exit statuses: every test passed, and no test was selected.
 OK, NO_TESTS = 0, 5
@@ -62,8 +65,8 @@ def plan(args: Sequence[str], *, serial: bool = False) -> list[Group]:
     if serial or names_a_path(args):
         return [Group("tests", tuple(args))]
     return [
-        Group("cluster tier", (CLUSTER, *args), LOG),
-        Group("other tiers", (f"--ignore={CLUSTER}", *args)),
+        Group("cluster and e2e tiers", (*BESIDE, *args), LOG),
+        Group("other tiers", (*(f"--ignore={tier}" for tier in BESIDE), *args)),
     ]
 
 
@@ -105,7 +108,7 @@ def run(groups: Sequence[Group], *, out: TextIO | None = None) -> int:
                     ),
                 )
             )
-        print(f"tests: the {group.name} runs beside the others; its output is in "
+        print(f"tests: {group.name} in a pytest of their own; its output is in "
               f"{group.log}, printed here when it ends", file=stream, flush=True)  # fmt: skip
 
     def forward(_signum: int, _frame: FrameType | None) -> None:

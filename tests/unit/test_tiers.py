@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from muster_runtime.polling import wait_until
-from tests.tiers import CLUSTER, REPO, Group, combined, names_a_path, plan, run
+from tests.tiers import BESIDE, CLUSTER, REPO, Group, combined, names_a_path, plan, run
 
 PASSING = "def test_passes():\n    assert True\n"
 FAILING = "def test_fails():\n    assert 1 == 2, 'one is not two'\n"
@@ -38,10 +38,14 @@ def test_plan(args: list[str], groups: int) -> None:
     assert len(planned) == groups
     if groups == 2:
         cluster, others = planned
-        assert cluster.args == (CLUSTER, *args)
+        assert cluster.args == (CLUSTER, "tests/e2e", *args)
         assert cluster.log is not None
-        assert others.args == (f"--ignore={CLUSTER}", *args)
+        assert others.args == ("--ignore=tests/cluster", "--ignore=tests/e2e", *args)
         assert others.log is None
+        # The first process's tiers are tier folders, and not all of them.
+        tiers = {p.relative_to(REPO).as_posix() for p in (REPO / "tests").iterdir()
+                 if p.is_dir() and any(p.glob("test_*.py"))}  # fmt: skip
+        assert set(BESIDE) < tiers
     else:
         assert planned[0].args == tuple(args)
 
@@ -78,7 +82,7 @@ def test_a_logged_group_is_printed_whole_and_a_failure_wins(tmp_path: Path) -> N
     )
     assert status == 1
     printed = out.getvalue()
-    assert f"the b group runs beside the others; its output is in {log}" in printed
+    assert f"b group in a pytest of their own; its output is in {log}" in printed
     assert "one is not two" in printed
     assert "1 failed" in printed
     assert "b group: exit 1, a group: exit 0" in printed
