@@ -17,6 +17,7 @@ from typing import Any, cast
 import kopf
 import uvloop
 
+from muster_operator import namespaces
 from muster_operator.handlers import build_registry
 from muster_operator.settings import OperatorSettings
 from muster_runtime.logs import configure_logging
@@ -58,6 +59,8 @@ def main() -> int:
     # kopf logs every handler and timer run at INFO ("Timer 'resync' succeeded" per resource
     # per interval); Muster's handlers log what they change themselves.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Namespaces found by glob that kopf would miss (see the module).
+    namespaces.install()
     kopf.run(
         registry=build_registry(settings, temporal),
         # On uvloop kopf's per-event work (watch streams, patches over TLS) costs about a
