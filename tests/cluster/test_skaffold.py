@@ -44,6 +44,7 @@ from muster_dev.process import ManagedProcess
 from muster_runtime.polling import PollTimeout, wait_until
 from tests.chart import images as chart_images
 from tests.chart.images import DEV_SERVER
+from tests.cluster.conftest import TIMINGS
 from tests.cluster.support import BIN, STORAGE, ClusterHandle
 from tests.helpers import REPO
 from tests.kube.support import Run
@@ -203,6 +204,7 @@ def test_skaffold_run_deploys_the_chart(skaffold: Skaffold, node_kubectl: Run) -
     seconds = time.monotonic() - started
     log.info("skaffold run -p local: %.0fs, reused %s\n%s", seconds, built_before,
              output.stdout[-3000:])  # fmt: skip
+    TIMINGS[f"skaffold run -p local ({len(built_before)} of 7 images reused)"] = round(seconds, 1)
     for component in built_before:
         said = f"localhost/muster-{component}:{tag} was built from the same files on the same base"
         assert said in output.stdout, f"{component} was not reused:\n{output.stdout[-6000:]}"
@@ -291,6 +293,7 @@ def test_skaffold_dev_serves_a_changed_source_file(
         seconds = round(time.monotonic() - edited, 1)
         log.info("skaffold dev: edit to served in %.1fs (seconds after the edit: %s)",
                  seconds, stages)  # fmt: skip
+        TIMINGS["skaffold dev: a source edit to the new pod serving it"] = seconds
 
         after = deployments(node_kubectl, skaffold.namespace)
         gateway = skaffold.name("gateway")
