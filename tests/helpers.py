@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 import sys
 import urllib.error
@@ -23,6 +24,7 @@ __all__ = [
     "REPO",
     "PollTimeout",
     "async_wait_until",
+    "copy_from_checkout",
     "free_port",
     "free_port_block",
     "http_get",
@@ -66,6 +68,20 @@ def free_port_block(count: int) -> int:
         if all(_bindable(port) for port in range(base, base + count)):
             return base
     raise RuntimeError(f"no {count} consecutive free ports between 10000 and {low}")
+
+
+def copy_from_checkout(dest: Path, entries: tuple[str, ...]) -> Path:
+    """Copy files and folders of the checkout (paths relative to it) to ``dest``, as an
+    image build or skaffold would see them: no bytecode caches, no egg-info."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.egg-info")
+    for entry in entries:
+        source = REPO / entry
+        if source.is_dir():
+            shutil.copytree(source, dest / entry, ignore=ignore)
+        else:
+            (dest / entry).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / entry)
+    return dest
 
 
 def unique(prefix: str) -> str:

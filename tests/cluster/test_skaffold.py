@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ from tests.chart import images as chart_images
 from tests.chart.images import DEV_SERVER
 from tests.cluster.conftest import TIMINGS
 from tests.cluster.support import BIN, STORAGE, ClusterHandle
-from tests.helpers import REPO
+from tests.helpers import REPO, copy_from_checkout
 from tests.kube.support import Run
 
 pytestmark = [pytest.mark.slow]
@@ -109,19 +108,6 @@ class Skaffold:
         return result
 
 
-def copy_inputs(dest: Path) -> Path:
-    """The files skaffold builds and deploys from, copied from the checkout."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.egg-info")
-    for entry in INPUTS:
-        source = REPO / entry
-        if source.is_dir():
-            shutil.copytree(source, dest / entry, ignore=ignore)
-        else:
-            (dest / entry).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / entry)
-    return dest
-
-
 @pytest.fixture(scope="module")
 def skaffold(
     cluster: ClusterHandle, node_kubectl: Run, tmp_path_factory: pytest.TempPathFactory
@@ -153,7 +139,7 @@ def skaffold(
         "SKAFFOLD_UPDATE_CHECK": "false",
         "SKAFFOLD_INTERACTIVE": "false",
     }
-    workspace = copy_inputs(tmp_path_factory.mktemp("skaffold-workspace"))
+    workspace = copy_from_checkout(tmp_path_factory.mktemp("skaffold-workspace"), INPUTS)
     suffix = uuid.uuid4().hex[:8]
     namespace, release = f"skaffold-{suffix}", f"muster-sk{suffix}"
     beside = workspace / "beside-values.yaml"

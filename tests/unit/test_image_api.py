@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import socketserver
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from muster_dev.images import (
     binary_image_archive,
     context_tag,
 )
-from tests.helpers import REPO
+from tests.helpers import REPO, copy_from_checkout
 
 
 def test_one_archive_carries_the_image_under_every_name(tmp_path: Path) -> None:
@@ -126,21 +125,8 @@ def test_the_api_answers_its_ping_over_a_unix_socket(ping_server: Path, tmp_path
     assert not imageapi.answers(tmp_path / "nobody.sock")
 
 
-def copy_of_the_build_context(dest: Path) -> Path:
-    """The build inputs, copied as the skaffold test copies them (no caches, no egg-info)."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.egg-info")
-    for entry in BUILD_CONTEXT:
-        source = REPO / entry
-        if source.is_dir():
-            shutil.copytree(source, dest / entry, ignore=ignore)
-        else:
-            (dest / entry).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / entry)
-    return dest
-
-
 def test_the_content_tag_follows_the_files_an_image_is_built_from(tmp_path: Path) -> None:
-    copy = copy_of_the_build_context(tmp_path / "copy")
+    copy = copy_from_checkout(tmp_path / "copy", BUILD_CONTEXT)
     tag = context_tag(REPO)
     assert tag.startswith("ctx-")
     assert len(tag) == len("ctx-") + 12
