@@ -9,7 +9,7 @@ create a namespace right after the operator starts, run with it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kopf._cogs.structs import bodies, references
@@ -21,7 +21,8 @@ GLOBS: list[references.NamespacePattern] = ["team-*"]
 
 
 def event(kind: str | None, name: str, **metadata: Any) -> bodies.RawEvent:
-    return bodies.RawEvent(type=kind, object={"metadata": {"name": name, **metadata}})  # type: ignore[typeddict-item]
+    raw = {"type": kind, "object": {"metadata": {"name": name, **metadata}}}
+    return cast(bodies.RawEvent, raw)
 
 
 @pytest.fixture
