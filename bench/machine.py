@@ -11,6 +11,7 @@ other work on a shared host is never counted as the bench's.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import subprocess
@@ -27,9 +28,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 # When a measured point counts as too noisy to judge a target by (see Conditions.noise).
 MAX_LOAD = 2.5
-"""1-minute load average allowed before a point, and after it, once the cores the bench
-itself kept busy (in the minute before the point, or during it) are taken off: the bench's
-own processes are part of the load, and the points of a series follow each other."""
+"""1-minute load average allowed before a point, and after it, once the bench's own share of
+it is taken off: the bench's own processes are part of the load, and the points of a series
+follow each other (see OwnCpuHistory.own_load)."""
+LOAD_TAU = 60.0
+"""Seconds: the kernel's 1-minute load average decays with this time constant."""
 MAX_FOREIGN_CORES = 0.5
 """Cores that processes outside the bench may have used on average during a point."""
 
@@ -113,6 +116,31 @@ def _own_tree_seconds() -> float:
     return tree_cpu_seconds({"bench": os.getpid()})["bench"]
 
 
+def _own_tree_runnable() -> int:
+    """Threads of this process and every process below it that are running or waiting for a
+    core (state R) or in uninterruptible sleep (D): what the kernel's load average counts.
+    The thread that asks is left out: it runs only to ask."""
+    below, stack, count = _children(), [os.getpid()], 0
+    asking = f"{os.getpid()}/{threading.get_native_id()}"
+    while stack:
+        pid = stack.pop()
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            threads = []
+        for tid in threads:
+            if f"{pid}/{tid}" == asking:
+                continue
+            try:
+                text = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            if text[text.rindex(")") + 2] in "RD":
+                count += 1
+        stack += below.get(pid, [])
+    return count
+
+
 def _busy_seconds() -> float:
     """CPU seconds every core of the host spent busy so far (from /proc/stat)."""
     first = Path("/proc/stat").read_text().splitlines()[0].split()
@@ -121,25 +149,27 @@ def _busy_seconds() -> float:
 
 
 class OwnCpuHistory:
-    """The bench's own CPU (its process tree) sampled every few seconds in a daemon thread,
-    so the load average before a point can be judged without the bench's own work in the
-    minute before it (starting Temporal, the previous point of the series)."""
+    """The bench's own work (its process tree) sampled every few seconds in a daemon thread:
+    the CPU it used, and how many of its threads were runnable, so a point's load average can
+    be judged without the bench's own share of it (starting Temporal, the previous point of
+    the series, the point itself)."""
 
     def __init__(
         self,
         every: float = 2.0,
-        keep: float = 90.0,
-        read: Callable[[], tuple[float, float]] | None = None,
+        keep: float = 600.0,
+        read: Callable[[], tuple[float, float, int]] | None = None,
     ) -> None:
         self.every = every
-        self.samples: deque[tuple[float, float]] = deque(maxlen=int(keep / every) + 2)
-        self._read = read or (lambda: (time.monotonic(), _own_tree_seconds()))
-        self._lock = threading.Lock()
+        self.samples: deque[tuple[float, float, int]] = deque(maxlen=int(keep / every) + 2)
+        self._read = read or (lambda: (time.monotonic(), _own_tree_seconds(), _own_tree_runnable()))
+        self._lock = threading.Lock()  # guards the samples
+        self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Start sampling (once per process; the benches call it when they begin)."""
-        with self._lock:
+        with self._starting:
             if self._thread is not None:
                 return
             self._sample()
@@ -147,7 +177,9 @@ class OwnCpuHistory:
             self._thread.start()
 
     def _sample(self) -> None:
-        self.samples.append(self._read())
+        reading = self._read()
+        with self._lock:
+            self.samples.append(reading)
 
     def _run(self) -> None:
         while True:
@@ -158,12 +190,32 @@ class OwnCpuHistory:
         """Cores the bench kept busy on average over the last ``window`` seconds (or since
         sampling began, when that is shorter); 0 before two samples exist."""
         self._sample()
-        now, used_now = self.samples[-1]
-        older = [(t, used) for t, used in self.samples if now - t >= window]
-        then, used_then = older[-1] if older else self.samples[0]
+        with self._lock:
+            samples = list(self.samples)
+        now, used_now, _ = samples[-1]
+        older = [(t, used) for t, used, _ in samples if now - t >= window]
+        then, used_then = older[-1] if older else samples[0][:2]
         if now - then < 1e-3:
             return 0.0
         return round(max(used_now - used_then, 0.0) / (now - then), 2)
+
+    def own_load(self, tau: float = LOAD_TAU) -> float:
+        """The bench's share of the 1-minute load average now: its runnable threads, averaged
+        the way the kernel averages every runnable thread (exponentially, time constant
+        ``tau``), from when sampling began (the bench's processes did not run before).
+
+        A bench that keeps both cores busy has more runnable threads than cores, so its share
+        of the load is larger than its cores; taking its cores off instead would leave part of
+        its own load counted as other work's."""
+        self._sample()
+        with self._lock:
+            samples = list(self.samples)
+        share, (then, _, runnable) = 0.0, samples[0]
+        for now, _, count in samples[1:]:
+            decay = math.exp(-(now - then) / tau)
+            share = share * decay + runnable * (1 - decay)
+            then, runnable = now, count
+        return round(share, 2)
 
 
 OWN_CPU = OwnCpuHistory()
@@ -180,6 +232,10 @@ class Conditions:
     """Cores the bench and the processes it started kept busy in the minute before."""
     bench_cores: float = 0.0
     """Cores the bench and the processes it started kept busy on average."""
+    bench_load_before: float | None = None
+    """The bench's own share of the 1-minute load average before (OwnCpuHistory.own_load)."""
+    bench_load_after: float | None = None
+    """... and after; None in reports written before it was sampled."""
     foreign_cores: float = 0.0
     """Cores everything else on the host kept busy on average."""
 
@@ -188,23 +244,29 @@ class Conditions:
     ) -> str | None:
         """Why this point is too noisy to judge a target by, or None when it is not."""
         reasons = []
-        others_before = self.load_before[0] - self.bench_cores_before
-        if others_before > max_load:
-            reasons.append(
-                f"1-min load {self.load_before[0]:.1f} before, {others_before:.1f} without the "
-                f"bench's own {self.bench_cores_before:.1f} cores (limit {max_load:g})"
-            )
-        others_after = self.load_after[0] - self.bench_cores
-        if others_after > max_load:
-            reasons.append(
-                f"1-min load {self.load_after[0]:.1f} after, {others_after:.1f} without the "
-                f"bench's own {self.bench_cores:.1f} cores (limit {max_load:g})"
-            )
+        for when, load, own in (
+            ("before", self.load_before[0], self._own("before")),
+            ("after", self.load_after[0], self._own("after")),
+        ):
+            if load - own[0] > max_load:
+                reasons.append(
+                    f"1-min load {load:.1f} {when}, {load - own[0]:.1f} without the bench's "
+                    f"own {own[0]:.1f} {own[1]} (limit {max_load:g})"
+                )
         if self.foreign_cores > max_foreign:
             reasons.append(
                 f"other processes used {self.foreign_cores:.2f} cores (limit {max_foreign:g})"
             )
         return "; ".join(reasons) or None
+
+    def _own(self, when: str) -> tuple[float, str]:
+        """The bench's own share of the load before or after the point, and what it is."""
+        load = self.bench_load_before if when == "before" else self.bench_load_after
+        if load is not None:
+            return load, "load"
+        # Reports written before the share was sampled: the cores in the minute before, or
+        # during the point.
+        return (self.bench_cores_before if when == "before" else self.bench_cores), "cores"
 
     def describe(self) -> str:
         """One line for a table's footnote."""
@@ -221,7 +283,11 @@ class Conditions:
 def measured() -> Iterator[Conditions]:
     """Record the conditions of the block it wraps (load, and whose CPU was busy)."""
     OWN_CPU.start()
-    conditions = Conditions(load_before=load_average(), bench_cores_before=OWN_CPU.cores_over())
+    conditions = Conditions(
+        load_before=load_average(),
+        bench_cores_before=OWN_CPU.cores_over(),
+        bench_load_before=OWN_CPU.own_load(),
+    )
     began, busy, ours = time.perf_counter(), _busy_seconds(), _own_tree_seconds()
     try:
         yield conditions
@@ -230,6 +296,7 @@ def measured() -> Iterator[Conditions]:
         own = _own_tree_seconds() - ours
         conditions.seconds = round(elapsed, 2)
         conditions.load_after = load_average()
+        conditions.bench_load_after = OWN_CPU.own_load()
         conditions.bench_cores = round(own / elapsed, 2)
         conditions.foreign_cores = round(max(_busy_seconds() - busy - own, 0.0) / elapsed, 2)
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -57,17 +60,35 @@ def test_noise_is_judged_before_met_or_missed() -> None:
     assert noisy.noise is not None
     assert "load 6.0 before" in noisy.noise
     assert "other processes used 1.50 cores" in noisy.noise
-    # The load before a point counts without the bench's own work in the minute before it
-    # (the previous point of the series, Temporal starting): only other work makes it noisy.
-    after_own_work = machine.Conditions(load_before=(3.0, 2, 1), bench_cores_before=1.8)
+    # The load before and after a point counts without the bench's own share of it (the
+    # previous point of the series, Temporal starting, the point itself): only other work
+    # makes it noisy.
+    after_own_work = machine.Conditions(
+        load_before=(4.0, 2, 1), bench_load_before=3.2, load_after=(4.4, 3, 2), bench_load_after=3.9
+    )
     assert after_own_work.noise() is None
-    others_too = machine.Conditions(load_before=(5.0, 2, 1), bench_cores_before=1.8)
-    assert "5.0 before, 3.2 without the bench's own 1.8 cores" in str(others_too.noise())
+    others_too = machine.Conditions(load_before=(5.0, 2, 1), bench_load_before=1.8)
+    assert "5.0 before, 3.2 without the bench's own 1.8 load" in str(others_too.noise())
+    # A bench that saturated both cores until its end has more runnable threads than cores:
+    # taking off its cores would count the rest of its own load as other work's.
+    saturated = machine.Conditions(
+        load_before=(0.3, 1, 1), load_after=(4.5, 3, 2), bench_cores=1.8, bench_load_after=3.6
+    )
+    assert saturated.noise() is None
+    # Reports written before the share was sampled are judged by the bench's cores, as then.
+    older = machine.Conditions(load_before=(3.0, 2, 1), bench_cores_before=1.8)
+    assert older.noise() is None
+    assert "5.0 before, 3.2 without the bench's own 1.8 cores" in str(
+        machine.Conditions(load_before=(5.0, 2, 1), bench_cores_before=1.8).noise()
+    )
 
 
 def test_the_benchs_own_cpu_in_the_minute_before_a_point_is_sampled() -> None:
-    # Scripted readings (seconds, CPU seconds): busy at 1.5 cores for 60 s, then idle.
-    readings = iter([(0.0, 0.0), (30.0, 45.0), (60.0, 90.0), (90.0, 90.0), (120.0, 90.0)])
+    # Scripted readings (seconds, CPU seconds, runnable threads): busy at 1.5 cores for 60 s,
+    # then idle.
+    readings = iter(
+        [(0.0, 0.0, 0), (30.0, 45.0, 2), (60.0, 90.0, 2), (90.0, 90.0, 0), (120.0, 90.0, 0)]
+    )
     history = machine.OwnCpuHistory(every=30.0, read=lambda: next(readings))
     history._sample()
     history._sample()
@@ -80,6 +101,32 @@ def test_the_benchs_own_cpu_in_the_minute_before_a_point_is_sampled() -> None:
     busy(0.3)
     assert live.cores_over() > 0
     assert len(live.samples) >= 3
+
+
+def test_the_benchs_share_of_the_load_average_decays_as_the_kernels() -> None:
+    # Three runnable threads for 120 s, sampled every 2 s, then none for 60 s.
+    times = [2.0 * i for i in range(91)]
+    readings = iter([(t, 0.0, 3 if t < 120 else 0) for t in times])
+    history = machine.OwnCpuHistory(every=2.0, read=lambda: next(readings))
+    for _ in times[:-1]:
+        history._sample()
+    # After 120 s at 3 the share is 3 * (1 - e^-2); 60 s idle later it decayed by e^-1.
+    assert history.own_load() == pytest.approx(3 * (1 - math.exp(-2)) * math.exp(-1), abs=0.01)
+
+
+def test_the_benchs_runnable_threads_are_counted_from_proc() -> None:
+    # A child process that spins is runnable (or running) whenever the kernel looks; the
+    # asking thread is not counted.
+    idle = machine._own_tree_runnable()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while machine._own_tree_runnable() < idle + 1:
+            assert time.monotonic() < deadline, "the spinning child never showed as runnable"
+            time.sleep(0.05)
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_sizes_are_parsed_or_refused_with_the_reason() -> None:
