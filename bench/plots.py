@@ -157,7 +157,7 @@ LAYOUTS: dict[str, Layout] = {
             Column("peak p50 / p99 ms", "peak_p50_ms|peak_p99_ms"),
             Column("offered /s", "paced_per_s", 1),
             Column("at 80 %: p50 / p99 ms", "paced_p50_ms|paced_p99_ms"),
-            Column("5xx", "errors_5xx"),
+            Column("5xx / 202", "errors_5xx|accepted_202"),
             Column("CPU ms per start at 80 %: gateway / worker",
                    "split:paced:gateway|split:paced:approval worker"),
         ),
