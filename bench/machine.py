@@ -279,10 +279,33 @@ class Conditions:
         return asdict(self)
 
 
-@contextlib.contextmanager
-def measured() -> Iterator[Conditions]:
-    """Record the conditions of the block it wraps (load, and whose CPU was busy)."""
+QUIET_WAIT_SECONDS = 180.0
+"""Longest wait before a point for the host's load (without the bench's own share) to drop."""
+
+
+def wait_for_quiet(
+    max_load: float = MAX_LOAD,
+    timeout: float = QUIET_WAIT_SECONDS,
+    every: float = 2.0,
+    load: Callable[[], float] = lambda: load_average()[0],
+) -> float:
+    """Wait, up to ``timeout`` seconds, until the 1-minute load without the bench's own share
+    is at most ``max_load``; the seconds waited. ``make bench`` runs the benches back to back,
+    and the load of the one before decays for a minute or two: its wake is no reason to judge
+    the next one's first point too noisy. Past the timeout the point runs anyway, and is
+    judged by the load it had."""
     OWN_CPU.start()
+    began = time.monotonic()
+    while load() - OWN_CPU.own_load() > max_load and time.monotonic() - began < timeout:
+        time.sleep(every)
+    return round(time.monotonic() - began, 1)
+
+
+@contextlib.contextmanager
+def measured(quiet_timeout: float = QUIET_WAIT_SECONDS) -> Iterator[Conditions]:
+    """Record the conditions of the block it wraps (load, and whose CPU was busy), once the
+    host is quiet enough (:func:`wait_for_quiet`, at most ``quiet_timeout`` seconds)."""
+    wait_for_quiet(timeout=quiet_timeout)
     conditions = Conditions(
         load_before=load_average(),
         bench_cores_before=OWN_CPU.cores_over(),

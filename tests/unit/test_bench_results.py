@@ -31,7 +31,7 @@ def busy(cpu_seconds: float) -> int:
 
 def test_conditions_and_cpu_come_from_proc() -> None:
     meter = machine.CpuMeter({"bench": os.getpid()}, own="bench")
-    with machine.measured() as conditions, meter.split(10) as split:
+    with machine.measured(quiet_timeout=0) as conditions, meter.split(10) as split:
         busy(0.3)
     assert conditions.seconds >= 0.3
     assert len(conditions.load_before) == 3
@@ -114,6 +114,18 @@ def test_the_benchs_share_of_the_load_average_decays_as_the_kernels() -> None:
     assert history.own_load() == pytest.approx(3 * (1 - math.exp(-2)) * math.exp(-1), abs=0.01)
 
 
+def test_a_point_waits_for_the_wake_of_other_work_to_decay() -> None:
+    # The bench before left the load at 3.5; it decays, and the point starts below 2.5.
+    loads = iter([3.5, 3.1, 2.7, 2.4, 2.0])
+    waited = machine.wait_for_quiet(2.5, timeout=5, every=0.01, load=lambda: next(loads))
+    assert waited < 5
+    assert next(loads) == 2.0  # it stopped asking once the load was low enough
+    # A host that stays busy delays the point by the timeout, no longer.
+    began = time.monotonic()
+    assert machine.wait_for_quiet(2.5, timeout=0.2, every=0.01, load=lambda: 9.0) >= 0.2
+    assert time.monotonic() - began < 2
+
+
 def test_the_benchs_runnable_threads_are_counted_from_proc() -> None:
     # A child process that spins is runnable (or running) whenever the kernel looks; the
     # asking thread is not counted.
@@ -142,7 +154,7 @@ def test_a_report_is_written_read_and_drawn(tmp_path: Path) -> None:
     report = results.Report("approval", "Parked approvals", {"sizes": [1, 2]})
     run = report.server("dev", "dev server", "Temporal server x")
     for size in (1, 2):
-        with machine.measured() as conditions:
+        with machine.measured(quiet_timeout=0) as conditions:
             busy(0.05)
         metrics = {
             "rss_growth_mb": 10.0 * size, "decide_p50_ms": 50, "decide_p99_ms": 90 + size,
