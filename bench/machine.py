@@ -82,7 +82,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(
-    roots: Mapping[str, int | None], *, own: str | None = None
+    roots: Mapping[str, int | None],
+    *,
+    own: str | None = None,
+    below: Mapping[int, list[int]] | None = None,
 ) -> dict[str, float]:
     """CPU seconds (user + system) used so far by each named process and everything below it.
 
@@ -90,7 +93,7 @@ def tree_cpu_seconds(
     name. ``own`` names the bench process itself, counted alone (its children are the parts
     it started, each named separately, or nobody's).
     """
-    below = _children()
+    below = _children() if below is None else below
     named = {pid: name for name, pid in roots.items() if pid is not None}
     used = dict.fromkeys(roots, 0.0)
     for name, root in roots.items():
@@ -111,16 +114,17 @@ def tree_cpu_seconds(
     return used
 
 
-def _own_tree_seconds() -> float:
+def _own_tree_seconds(below: Mapping[int, list[int]] | None = None) -> float:
     """CPU seconds of this process and every process below it."""
-    return tree_cpu_seconds({"bench": os.getpid()})["bench"]
+    return tree_cpu_seconds({"bench": os.getpid()}, below=below)["bench"]
 
 
-def _own_tree_runnable() -> int:
+def _own_tree_runnable(below: Mapping[int, list[int]] | None = None) -> int:
     """Threads of this process and every process below it that are running or waiting for a
     core (state R) or in uninterruptible sleep (D): what the kernel's load average counts.
     The thread that asks is left out: it runs only to ask."""
-    below, stack, count = _children(), [os.getpid()], 0
+    below = _children() if below is None else below
+    stack, count = [os.getpid()], 0
     asking = f"{os.getpid()}/{threading.get_native_id()}"
     while stack:
         pid = stack.pop()
@@ -148,6 +152,12 @@ def _busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
+def _own_reading() -> tuple[float, float, int]:
+    """(now, the bench tree's CPU seconds, its runnable threads), from one scan of /proc."""
+    below = _children()
+    return time.monotonic(), _own_tree_seconds(below), _own_tree_runnable(below)
+
+
 class OwnCpuHistory:
     """The bench's own work (its process tree) sampled every few seconds in a daemon thread:
     the CPU it used, and how many of its threads were runnable, so a point's load average can
@@ -162,7 +172,7 @@ class OwnCpuHistory:
     ) -> None:
         self.every = every
         self.samples: deque[tuple[float, float, int]] = deque(maxlen=int(keep / every) + 2)
-        self._read = read or (lambda: (time.monotonic(), _own_tree_seconds(), _own_tree_runnable()))
+        self._read = read or _own_reading
         self._lock = threading.Lock()  # guards the samples
         self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
