@@ -213,6 +213,10 @@ async def test_listing_filters_and_scopes(running: Platform) -> None:
     await async_wait_until(visible, what="pending request listed for alice", timeout=30)
     assert request_id in await listed(running, "dave", policy="purchases")
     assert request_id not in await listed(running, "shop")  # not involved: not listed
+    # Someone else's inbox shows only what the caller is in: nothing to shop, the request
+    # to dave (its requester).
+    assert request_id not in await listed(running, "shop", approver="alice")
+    assert request_id in await listed(running, "dave", approver="alice")
     assert request_id in await listed(running, "carol")  # an admin sees everything
     async with running.client("alice") as api:
         bad = await api.get("/v1/approvals", params={"status": "sleeping"})
