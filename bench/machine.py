@@ -298,6 +298,7 @@ def wait_for_quiet(
     timeout: float = QUIET_WAIT_SECONDS,
     every: float = 2.0,
     load: Callable[[], float] = lambda: load_average()[0],
+    own_load: Callable[[], float] = OWN_CPU.own_load,
 ) -> float:
     """Wait, up to ``timeout`` seconds, until the 1-minute load without the bench's own share
     is at most ``max_load``; the seconds waited. ``make bench`` runs the benches back to back,
@@ -306,7 +307,7 @@ def wait_for_quiet(
     judged by the load it had."""
     OWN_CPU.start()
     began = time.monotonic()
-    while load() - OWN_CPU.own_load() > max_load and time.monotonic() - began < timeout:
+    while load() - own_load() > max_load and time.monotonic() - began < timeout:
         time.sleep(every)
     return round(time.monotonic() - began, 1)
 
