@@ -147,7 +147,12 @@ def server_went_away(exc: RPCError) -> bool:
         return True
     # A real server that dies during a long poll surfaces as UNKNOWN "transport error",
     # which the SDK does not retry by itself.
-    return exc.status == RPCStatusCode.UNKNOWN and "transport error" in exc.message
+    if exc.status == RPCStatusCode.UNKNOWN and "transport error" in exc.message:
+        return True
+    # A call queued on a connection that closes before it was sent is dropped by the
+    # client's HTTP/2 layer: CANCELLED "operation was canceled". Muster never cancels an
+    # RPC that way (a cancelled task raises asyncio.CancelledError, not RPCError).
+    return exc.status == RPCStatusCode.CANCELLED and "operation was canceled" in exc.message
 
 
 async def result_across_restarts(
@@ -159,27 +164,54 @@ async def result_across_restarts(
     """``handle.result()``, carried on when the Temporal frontend restarts during the wait.
 
     Waiting for a result is a long poll; the SDK retries it only while the server answers.
-    Up to ``give_up_after`` seconds without an answer are bridged, then the error is raised.
+    When the server goes away, the wait resumes once it answers again. An outage lasts
+    until the wait has run ``give_up_after`` seconds without losing the server again; one
+    that lasts longer raises its latest error. A wait of weeks survives any number of
+    restarts that far apart.
     """
     next_delay = delays or backoff_delays(initial=0.2, maximum=5.0)
-    attempt = 0
     down_since: float | None = None
     while True:
+        asked = time.monotonic()
         try:
             return await handle.result()
         except RPCError as exc:
             if not server_went_away(exc):
                 raise
             now = time.monotonic()
-            down_since = down_since or now
-            if now - down_since > give_up_after:
-                raise
-            attempt += 1
-            wait = next_delay(attempt)
-            log.warning(
-                "lost Temporal while waiting for %s (%s); asking again in %.1fs",
+            if down_since is None or now - asked >= give_up_after:
+                down_since = now
+            log.warning("lost Temporal while waiting for %s (%s)", handle.id, exc.message)
+            await _until_answering(handle, exc, down_since, give_up_after, next_delay)
+
+
+async def _until_answering(
+    handle: WorkflowHandle[Any, Any],
+    lost: RPCError,
+    down_since: float,
+    give_up_after: float,
+    next_delay: Callable[[int], float],
+) -> None:
+    """Return once the server answers a question about ``handle`` (any answer: an error
+    that is not an outage is for the caller's next call to raise); raise the outage's
+    latest error once it lasted ``give_up_after`` seconds."""
+    attempt = 0
+    while True:
+        attempt += 1
+        wait = next_delay(attempt)
+        if time.monotonic() + wait - down_since > give_up_after:
+            raise lost
+        await asyncio.sleep(wait)
+        try:
+            await handle.describe()
+        except RPCError as exc:
+            if not server_went_away(exc):
+                return
+            lost = exc
+        else:
+            log.info(
+                "Temporal answers again after %.1fs; waiting for %s",
+                time.monotonic() - down_since,
                 handle.id,
-                exc.message,
-                wait,
             )
-            await asyncio.sleep(wait)
+            return
