@@ -3,6 +3,9 @@
 
 For each bench and each Temporal it ran on, the newest report that measured it is taken, so
 a dev-server run and a real-server run made one after the other show side by side. The
+reports already published in ``docs/benchmarks/<bench>.json`` take part too, so a run on a
+new checkout adds its points to the documented series instead of replacing them
+(``--fresh`` draws only what the results folder holds). The
 reports used are copied to ``docs/benchmarks/<bench>.json`` and drawn as
 ``docs/benchmarks/<bench>.png``; the text between the ``results`` markers of
 ``docs/benchmarks.md`` is replaced by one section per bench: its plot, the conditions
@@ -169,13 +172,34 @@ def _key(point: dict[str, Any]) -> tuple[str, int, str]:
     return point.get("series", ""), point["size"], point.get("extra", {}).get("variant", "")
 
 
-def newest(folder: Path) -> dict[str, list[dict[str, Any]]]:
+def published(docs: Path) -> list[dict[str, Any]]:
+    """The reports a previous render copied to ``docs/<bench>.json`` (only the points it
+    showed)."""
+    reports: list[dict[str, Any]] = []
+    for path in sorted(docs.glob("*.json")) if docs.is_dir() else []:
+        data = json.loads(path.read_text())
+        if not isinstance(data, list):
+            raise SystemExit(f"{path} is not a list of bench reports: delete it or draw --fresh")
+        for item in data:
+            missing = [k for k in ("bench", "facts", "servers", "started") if k not in item]
+            if missing:
+                raise SystemExit(
+                    f"{path} holds a report without {', '.join(missing)}: delete it or draw --fresh"
+                )
+            reports.append(item)
+    return reports
+
+
+def newest(folder: Path, earlier: Iterable[dict[str, Any]] = ()) -> dict[str, list[dict[str, Any]]]:
     """Per bench, the reports to show (oldest first): for each Temporal, series and size, the
     point of the newest report that measured it, so a run of the bigger sizes adds to an
     earlier run of the smaller ones instead of hiding it. Each report keeps only the points
-    (and targets) no newer report measured again."""
-    loaded = sorted((results.load(path) for path in folder.glob("*.json")),
-                    key=lambda r: r["started"], reverse=True)  # fmt: skip
+    (and targets) no newer report measured again. ``earlier`` are reports published before
+    (:func:`published`); a report in ``folder`` replaces its published copy."""
+    found = [results.load(path) for path in folder.glob("*.json")] if folder.is_dir() else []
+    ids = {(r["bench"], r["started"]) for r in found}
+    found += [r for r in earlier if (r["bench"], r["started"]) not in ids]
+    loaded = sorted(found, key=lambda r: r["started"], reverse=True)
     out: dict[str, list[dict[str, Any]]] = {}
     seen: dict[str, set[tuple[str, tuple[str, int, str]]]] = {}
     for report in loaded:
@@ -371,14 +395,19 @@ def write_page(sections: list[str], page: Path) -> None:
     page.write_text(head + BEGIN + "\n\n" + "\n".join(sections) + END + tail)
 
 
-def render(folder: Path, docs: Path, page: Path | None) -> list[Path]:
-    """Draw every bench found in ``folder``; the files written."""
-    found = newest(folder)
+def render(folder: Path, docs: Path, page: Path | None, *, fresh: bool = False) -> list[Path]:
+    """Draw every bench found in ``folder`` and, unless ``fresh``, published in ``docs``;
+    the files written."""
+    found = newest(folder, () if fresh else published(docs))
     unknown = sorted(set(found) - set(LAYOUTS))
     if unknown:
         raise SystemExit(f"no layout for bench(es) {', '.join(unknown)}: add them to LAYOUTS")
     if not found:
-        raise SystemExit(f"no bench reports in {folder}: run the benches first (make bench)")
+        raise SystemExit(
+            f"no bench reports in {folder}"
+            + ("" if fresh else f" or {docs}")
+            + ": run the benches first (make bench)"
+        )
     docs.mkdir(parents=True, exist_ok=True)
     written, sections = [], []
     for bench in (b for b in LAYOUTS if b in found):
@@ -402,10 +431,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--page", type=Path, default=PAGE, help="markdown page whose results part is rewritten"
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="draw only the reports in --results, dropping the series published in --docs",
+    )
     args = parser.parse_args(argv)
-    if not args.results.is_dir():
-        raise SystemExit(f"{args.results} is not a folder: run the benches first (make bench)")
-    for path in render(args.results, args.docs, args.page):
+    for path in render(args.results, args.docs, args.page, fresh=args.fresh):
         print(f"wrote {path}")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import math
 import os
 import subprocess
@@ -208,8 +209,58 @@ def test_bad_reports_and_pages_are_refused_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a bench report: it lacks facts"):
         results.load(tmp_path / "x.json")
     with pytest.raises(SystemExit, match="no bench reports"):
+        plots.render(tmp_path / "empty-does-not-exist", tmp_path / "no-docs-either", None)
+    with pytest.raises(SystemExit, match=r"x\.json is not a list of bench reports: delete it"):
+        plots.render(tmp_path / "empty-does-not-exist", tmp_path, None)
+    (tmp_path / "x.json").write_text('[{"bench": "approval", "started": "2026"}]')
+    with pytest.raises(SystemExit, match="holds a report without facts, servers: delete it"):
         plots.render(tmp_path / "empty-does-not-exist", tmp_path, None)
     page = tmp_path / "page.md"
     page.write_text("# no markers\n")
     with pytest.raises(SystemExit, match="lacks the markers"):
         plots.write_page([], page)
+
+
+def _report(started: str, sizes: tuple[int, ...]) -> results.Report:
+    report = results.Report("approval", "Parked approvals", {"sizes": list(sizes)})
+    report.started = started
+    run = report.server("dev", "dev server")
+    with machine.measured(quiet_timeout=0) as conditions:
+        pass
+    for size in sizes:
+        metrics = {
+            "rss_growth_mb": float(size), "decide_p50_ms": 50, "decide_p99_ms": 90,
+            "list_p50_ms": 20, "list_p99_ms": 40, "park_rate": 100,
+        }  # fmt: skip
+        run.points.append(results.Point(size, metrics, conditions.as_json()))
+    return report
+
+
+def test_a_new_run_adds_to_the_published_series_unless_drawn_fresh(tmp_path: Path) -> None:
+    docs, page = tmp_path / "docs", tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\n{plots.BEGIN}\n{plots.END}\n")
+    first = tmp_path / "first-checkout"
+    _report("2026-01-01T00:00:00+00:00", (1, 2)).save(first)
+    plots.render(first, docs, page)
+
+    def drawn() -> list[tuple[str, list[int]]]:
+        shown = json.loads((docs / "approval.json").read_text())
+        return [(r["started"][:4], [p["size"] for p in r["servers"]["dev"]["points"]])
+                for r in shown]  # fmt: skip
+
+    # A new checkout has only its own run: the published sizes 1 stays, 2 is measured again.
+    second = tmp_path / "second-checkout"
+    _report("2027-01-01T00:00:00+00:00", (2, 4)).save(second)
+    plots.render(second, docs, page)
+    assert drawn() == [("2026", [1]), ("2027", [2, 4])]
+    assert "| dev server | - | 1 |" in page.read_text()
+
+    # A report both in the results and published (trimmed) is taken once, from the results.
+    _report("2026-01-01T00:00:00+00:00", (1, 2)).save(second)
+    plots.render(second, docs, page)
+    assert drawn() == [("2026", [1]), ("2027", [2, 4])]
+
+    # --fresh drops what is only published.
+    plots.main(["--results", str(tmp_path / "first-checkout"), "--docs", str(docs),
+                "--page", str(page), "--fresh"])  # fmt: skip
+    assert drawn() == [("2026", [1, 2])]
