@@ -423,10 +423,39 @@ def _memory_gib() -> float:
     return 0.0
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it ("" where it does not)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+CALIBRATION_LOOP = 2_000_000
+
+
+def calibration_ms(repeats: int = 3) -> float:
+    """Milliseconds one core takes for a fixed pure-Python loop, the best of ``repeats``:
+    the host's speed on the day. Virtual machines of the same size differ from day to day
+    (a neighbour's load, another host), so absolute figures of runs on different days
+    compare only through it; ratios measured within one run need no such help."""
+    best = math.inf
+    for _ in range(repeats):
+        began = time.perf_counter()
+        total = 0
+        for i in range(CALIBRATION_LOOP):
+            total += i * i
+        best = min(best, time.perf_counter() - began)
+    return round(best * 1000, 1)
+
+
 def facts() -> dict[str, Any]:
     """The host and the software a result was measured with."""
     return {
         "cores": cores(),
+        "cpu": cpu_model(),
+        "calibration_ms": calibration_ms(),
         "memory_gib": _memory_gib(),
         "python": platform.python_version(),
         "temporalio": metadata.version("temporalio"),

@@ -319,6 +319,13 @@ def _conditions(point: dict[str, Any]) -> str:
     return f"{c['load_before'][0]:.1f} → {c['load_after'][0]:.1f}; {c['foreign_cores']:.2f}"
 
 
+def _speed(facts: dict[str, Any]) -> str:
+    """The host's measured speed, for reports that recorded it."""
+    if "calibration_ms" not in facts:
+        return ""
+    return f"; {facts.get('cpu') or 'CPU'}, a fixed Python loop in {facts['calibration_ms']} ms"
+
+
 def section(bench: str, reports: list[dict[str, Any]]) -> list[str]:
     """The markdown for one bench: plot, conditions, table, targets."""
     layout = LAYOUTS[bench]
@@ -328,7 +335,7 @@ def section(bench: str, reports: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"- {run['label']}: {run.get('version') or kind}; measured {report['started']} "
             f"at Muster {facts['muster_revision']} on {facts['cores']} cores "
-            f"({facts['memory_gib']} GiB memory), Python {facts['python']}, "
+            f"({facts['memory_gib']} GiB memory{_speed(facts)}), Python {facts['python']}, "
             f"temporalio {facts['temporalio']}; options "
             + ", ".join(
                 f"`{k}={v}`"

@@ -177,6 +177,7 @@ def test_a_report_is_written_read_and_drawn(tmp_path: Path) -> None:
     loaded = results.load(saved)
     assert [p["size"] for p in loaded["servers"]["dev"]["points"]] == [1, 2]
     assert loaded["facts"]["temporalio"]
+    assert loaded["facts"]["calibration_ms"] > 0
 
     page = tmp_path / "benchmarks.md"
     page.write_text(f"# Benchmarks\n\nkept\n\n{plots.BEGIN}\nold\n{plots.END}\n\nkept too\n")
@@ -191,6 +192,7 @@ def test_a_report_is_written_read_and_drawn(tmp_path: Path) -> None:
     assert "![approval](benchmarks/approval.png)" in text
     assert "| dev server | - | 2 | 20 | 50 / 92 |" in text
     assert "worker RSS growth 20.00 MB (target < 150): **met**" in text
+    assert f"a fixed Python loop in {loaded['facts']['calibration_ms']} ms" in text
 
     # A later run of sizes 2 and 4 adds to the earlier one: size 1 stays from the first.
     later = results.Report("approval", "Parked approvals", {"sizes": [2, 4]})
