@@ -322,6 +322,11 @@ async def series(
                 "park_rate": more / parking.seconds,
                 "list_p50_ms": percentile(lists, 0.5),
                 "list_p99_ms": percentile(lists, 0.99),
+                # With 50 calls the p99 is nearly the slowest one: which call it was and how
+                # slow tells a cold first query from a stall later.
+                "list_first_ms": lists[0],
+                "list_max_ms": max(lists),
+                "list_slowest_call": float(lists.index(max(lists)) + 1),
                 "list_shown": shown,
                 "decide_p50_ms": percentile(latencies, 0.5),
                 "decide_p99_ms": percentile(latencies, 0.99),
@@ -404,6 +409,8 @@ def print_point(
          f"{m['rss_peak_mb']:.0f} / {m['rss_after_decisions_mb']:.0f} MB"),
         (f"waiting-for-me list p50 / p99 ({args.list_samples} calls, {m['list_shown']:.0f} shown)",
          f"{m['list_p50_ms']:.0f} / {m['list_p99_ms']:.0f} ms"),
+        ("waiting-for-me list: first call / slowest (which call)",
+         f"{m['list_first_ms']:.0f} / {m['list_max_ms']:.0f} ms (#{m['list_slowest_call']:.0f})"),
         (f"decision→update answered p50 / p99 ({args.decide} decisions)",
          f"{m['ack_p50_ms']:.0f} / {m['ack_p99_ms']:.0f} ms"),
         ("decision→completion p50 / p99 / max",
