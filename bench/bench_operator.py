@@ -323,11 +323,11 @@ def kube_floor(api_client: k8s.ApiClient, count: int) -> float:
 
 
 async def count_schedules(client: Client, timeout: float = 30.0) -> int | None:
-    """How many schedules Temporal lists, or None when it will not list them. The local real
-    server runs with ``system.forceSearchAttributesCacheRefreshOnRead`` (newly registered
-    search attributes usable at once), so each listed schedule reads the cluster metadata
-    from PostgreSQL: from about 4,000 schedules on, a list exceeds the persistence rate
-    limit (RESOURCE_EXHAUSTED "System Persistence Max QPS Reached") every time."""
+    """How many schedules Temporal lists, or None when it will not list them. A real server
+    run with ``system.forceSearchAttributesCacheRefreshOnRead`` (the local launcher set it
+    until December 2026) reads the namespace from PostgreSQL for each listed schedule: from
+    about 4,000 schedules on, a list exceeds the persistence rate limit (RESOURCE_EXHAUSTED
+    "System Persistence Max QPS Reached") every time."""
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -9,12 +9,14 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -45,6 +47,37 @@ def test_temporal_cli_lists_muster_attributes(
     )  # fmt: skip
     for key in sa.ALL:
         assert key.name in result.stdout
+
+
+@ON_BOTH_SERVERS
+async def test_registered_attributes_are_usable_when_registration_returns(
+    client: Client,
+) -> None:
+    # The real server lists a new attribute at once but answers queries and validates starts
+    # from its namespace cache, refreshed every 2 s (it runs without the forced refresh);
+    # registration returns only once a query naming every attribute is accepted.
+    namespace = unique("ns")
+    assert await ensure_namespace(client, namespace, timedelta(days=1))
+    added = await registration.ensure_search_attributes(client, namespace)
+    assert added == sorted(key.name for key in sa.ALL)
+    scoped = Client(client.service_client, namespace=namespace)
+    values: dict[int, Any] = {
+        IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "probe",
+        IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST: ["probe"],
+        IndexedValueType.INDEXED_VALUE_TYPE_INT: 1,
+        IndexedValueType.INDEXED_VALUE_TYPE_BOOL: True,
+    }
+    attributes = TypedSearchAttributes(
+        [SearchAttributePair(key, values[int(key.indexed_value_type)]) for key in sa.ALL]
+    )
+    handle = await scoped.start_workflow(
+        "Probe", id=unique("probe"), task_queue=unique("nobody"), search_attributes=attributes
+    )
+    try:
+        query = " AND ".join(f"{key.name} IS NOT NULL" for key in sa.ALL)
+        assert (await scoped.count_workflows(query)).count >= 0
+    finally:
+        await handle.terminate("probe done")
 
 
 @ON_BOTH_SERVERS

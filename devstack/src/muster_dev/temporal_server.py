@@ -61,9 +61,11 @@ DATABASES = {
 # frontend.workerVersioningWorkflowAPIs default to true); they are named here so a change of
 # default cannot switch them off unnoticed. A draining version refreshes its status every 3
 # minutes by default: 10 seconds lets a local rollout see a version drain while one waits.
+# Not system.forceSearchAttributesCacheRefreshOnRead: it reads the namespace from PostgreSQL,
+# under one lock, on every search-attribute lookup (each listed schedule, each start), and
+# from about 4,000 schedules on a list exceeds the persistence rate limit. New attributes are
+# usable after the namespace cache refreshes (2 s); ensure_search_attributes waits for that.
 DYNAMIC_CONFIG: dict[str, Any] = {
-    # Newly registered search attributes are usable at once, not after a cache TTL.
-    "system.forceSearchAttributesCacheRefreshOnRead": True,
     "system.enableDeploymentVersions": True,
     "frontend.workerVersioningWorkflowAPIs": True,
     "matching.wv.VersionDrainageStatusRefreshInterval": "10s",

@@ -17,8 +17,10 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import CountWorkflowExecutionsRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
+from temporalio.service import RPCError, RPCStatusCode
 
 from muster_api.search_attributes import ALL, wire_type
 
@@ -52,13 +54,18 @@ async def ensure_search_attributes(
     namespace: str,
     keys: Sequence[SearchAttributeKey[Any]] = ALL,
     *,
-    timeout: float = 30.0,
+    timeout: float = 90.0,
 ) -> list[str]:
-    """Register whichever of ``keys`` are missing; return the names that were added.
+    """Register whichever of ``keys`` are missing; return the names that were added, once a
+    visibility query naming every key is accepted.
 
+    Listing shows a new attribute at once, but the server answers queries and validates
+    workflow starts from caches: the namespace's attribute names refresh every 2 s (SQL
+    visibility), the attribute types every 60 s (Elasticsearch). Hence the default timeout.
     Raises SearchAttributeConflict when a name exists with another type, rather than
     silently reusing it.
     """
+    deadline = time.monotonic() + timeout
     existing = await registered(client, namespace)
     conflicts = [
         f"{key.name} is {IndexedValueType.Name(IndexedValueType.ValueType(existing[key.name]))}, "
@@ -75,18 +82,37 @@ async def ensure_search_attributes(
             "namespace)"
         )
     missing = {key.name: wire_type(key) for key in keys if key.name not in existing}
-    if not missing:
-        return []
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
-    )
-    deadline = time.monotonic() + timeout
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(search_attributes=missing, namespace=namespace)
+        )
+    # Also when nothing was missing: another process may have added them a moment ago.
+    await _until_queryable(client, namespace, [key.name for key in keys], deadline, timeout)
+    return sorted(missing)
+
+
+async def _until_queryable(
+    client: Client, namespace: str, names: Sequence[str], deadline: float, timeout: float
+) -> None:
+    """Wait until the frontend accepts a visibility query that names every one of ``names``
+    (it refuses an unknown name with INVALID_ARGUMENT "invalid search attribute")."""
+    if not names:
+        return
+    query = " AND ".join(f"{name} IS NOT NULL" for name in sorted(names))
     while True:
-        now = await registered(client, namespace)
-        if all(name in now for name in missing):
-            return sorted(missing)
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"search attributes {sorted(set(missing) - set(now))} not visible after {timeout}s"
+        try:
+            await client.workflow_service.count_workflow_executions(
+                CountWorkflowExecutionsRequest(namespace=namespace, query=query)
             )
+            return
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+                raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"search attributes of namespace {namespace!r} are listed but the server "
+                    f"still refuses a query naming them after {timeout:.0f}s ({exc.message}); "
+                    "run the command again, or give the server's search-attribute cache "
+                    "longer to refresh"
+                ) from exc
         await asyncio.sleep(0.2)
