@@ -65,7 +65,11 @@ DATABASES = {
 # under one lock, on every search-attribute lookup (each listed schedule, each start), and
 # from about 4,000 schedules on a list exceeds the persistence rate limit. New attributes are
 # usable after the namespace cache refreshes (2 s); ensure_search_attributes waits for that.
+# Visibility calls (list, count) are limited per namespace and frontend to 10 per second by
+# default, and a throttled call is retried by the SDK about a second later: a gateway that
+# lists inboxes back to back stalls. Muster's clusters want more (docs/operations.md).
 DYNAMIC_CONFIG: dict[str, Any] = {
+    "frontend.namespaceRPS.visibility": 100,
     "system.enableDeploymentVersions": True,
     "frontend.workerVersioningWorkflowAPIs": True,
     "matching.wv.VersionDrainageStatusRefreshInterval": "10s",
