@@ -348,15 +348,20 @@ def section(bench: str, reports: list[dict[str, Any]]) -> list[str]:
               + " | ".join(c.header for c in layout.columns)
               + " | load before → after; other processes' cores |"]  # fmt: skip
     lines.append("|" + "---|" * (len(layout.columns) + 4))
-    for _, run, _ in _runs(reports):
+    # Rows by Temporal and series in the order first met, then by size, whichever report
+    # measured them (a run of the bigger sizes may be older or newer than the smaller ones).
+    order: dict[tuple[str, str], int] = {}
+    rows = []
+    for kind, run, _ in _runs(reports):
         for series, points in _groups(run, layout).items():
+            rank = order.setdefault((kind, series), len(order))
             for point in points:
                 cells = [_cell(point, c) for c in layout.columns]
-                lines.append(
-                    f"| {run['label']} | {series or '-'} | {point['size']:,} | "
-                    + " | ".join(cells)
-                    + f" | {_conditions(point)} |"
-                )
+                rows.append((rank, point["size"], f"| {run['label']} | {series or '-'} | "
+                             f"{point['size']:,} | " + " | ".join(cells)
+                             + f" | {_conditions(point)} |"))  # fmt: skip
+    lines += [row for _, _, row in sorted(rows, key=lambda r: (r[0], r[1]))]
+    kinds = {kind: rank for rank, (kind, _) in reversed(list(enumerate(order)))}
     paced = [(run, p) for _, run, _ in _runs(reports) for p in run["points"] if not layout.keep(p)]
     if paced:
         lines += [
@@ -374,10 +379,13 @@ def section(bench: str, reports: list[dict[str, Any]]) -> list[str]:
                 f"{m['peak_wf_per_s']:.1f} | {m['offered_wf_per_s']:.1f} | {m['p50_ms']:.0f} | "
                 f"{m['p99_ms']:.0f} | {_conditions(point)} |"
             )
-    targets = [(run, t) for _, run, _ in _runs(reports) for t in run["targets"]]
+    targets = sorted(
+        ((kind, run, t) for kind, run, _ in _runs(reports) for t in run["targets"]),
+        key=lambda found: (kinds.get(found[0], len(kinds)), found[2]["size"]),
+    )
     if targets:
         lines += ["", "Targets:", ""]
-        for run, target in targets:
+        for _, run, target in targets:
             wanted = results.Target(**target).wanted
             unit = f" {target['unit']}" if target["unit"] else ""
             note = f" ({target['noise']})" if target.get("noise") else ""

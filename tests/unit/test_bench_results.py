@@ -266,3 +266,32 @@ def test_a_new_run_adds_to_the_published_series_unless_drawn_fresh(tmp_path: Pat
     plots.main(["--results", str(tmp_path / "first-checkout"), "--docs", str(docs),
                 "--page", str(page), "--fresh"])  # fmt: skip
     assert drawn() == [("2026", [1, 2])]
+
+
+def test_rows_and_targets_go_by_size_whichever_report_measured_them(tmp_path: Path) -> None:
+    # The bigger sizes were measured first, the smaller ones again later: the table and the
+    # targets still read 1, 2, 3, 4.
+    folder, docs = tmp_path / "results", tmp_path / "docs"
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\n{plots.BEGIN}\n{plots.END}\n")
+    bigger, smaller = (
+        _report("2026-01-01T00:00:00+00:00", (3, 4)),
+        _report("2026-01-02T00:00:00+00:00", (1, 2)),
+    )
+    for report in (bigger, smaller):
+        with machine.measured(quiet_timeout=0) as conditions:
+            pass
+        run = report.servers["dev"]
+        run.targets += [
+            results.judge("worker RSS growth", float(p.size), 150, "MB", size=p.size,
+                          conditions=conditions, max_load=1e9, max_foreign=1e9)
+            for p in run.points
+        ]  # fmt: skip
+        report.save(folder)
+    plots.render(folder, docs, page)
+    text = page.read_text()
+    rows = [line.split(" | ")[2] for line in text.splitlines() if line.startswith("| dev server")]
+    assert rows == ["1", "2", "3", "4"]
+    targets = [line.split("size ")[1].split(":")[0] for line in text.splitlines()
+               if line.startswith("- dev server, size")]  # fmt: skip
+    assert targets == ["1", "2", "3", "4"]
