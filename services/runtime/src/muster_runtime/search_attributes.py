@@ -95,14 +95,16 @@ async def _until_queryable(
     client: Client, namespace: str, names: Sequence[str], deadline: float, timeout: float
 ) -> None:
     """Wait until the frontend accepts a visibility query that names every one of ``names``
-    (it refuses an unknown name with INVALID_ARGUMENT "invalid search attribute")."""
+    (it refuses an unknown name with INVALID_ARGUMENT "invalid search attribute"). The query
+    counts against the namespace's visibility rate; the SDK's retries wait out a throttled
+    one (RESOURCE_EXHAUSTED) instead of failing a start-up beside a busy gateway."""
     if not names:
         return
     query = " AND ".join(f"{name} IS NOT NULL" for name in sorted(names))
     while True:
         try:
             await client.workflow_service.count_workflow_executions(
-                CountWorkflowExecutionsRequest(namespace=namespace, query=query)
+                CountWorkflowExecutionsRequest(namespace=namespace, query=query), retry=True
             )
             return
         except RPCError as exc:
