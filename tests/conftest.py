@@ -26,12 +26,12 @@ from temporalio.testing import WorkflowEnvironment
 from muster_api.search_attributes import cli_types
 from muster_dev.process import free_port
 from muster_dev.temporal import DevServer, DevServerConfig, ToolMissing
-from muster_dev.temporal_server import ServerPorts, TemporalServer, TemporalServerConfig
+from muster_dev.temporal_server import TemporalServer
 from muster_runtime.client import connect_with_retry
 from muster_runtime.search_attributes import add_search_attributes, ensure_search_attributes
 from muster_runtime.settings import TemporalSettings
 from muster_runtime.telemetry import build_resource, setup_tracing
-from tests.helpers import free_port_block, unique
+from tests.helpers import throwaway_server_config, unique
 
 # The control plane's fixtures, shared by tests/kube and tests/chart (one plane per session).
 from tests.kube_fixtures import (  # noqa: F401
@@ -81,14 +81,8 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
 def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
     """The real Temporal server (``make temporal-server``) on a throw-away PostgreSQL, with
     the ``default`` namespace and Muster's search attributes, for the whole session."""
-    config = TemporalServerConfig(
-        state_dir=tmp_path_factory.mktemp("temporal-server"),
-        # Membership ports must stay below 32768 (the ephemeral range starts above): a free
-        # block there holds upstream's layout, 300 ports below the frontend to 6 above.
-        ports=ServerPorts.block(free_port_block(307) + 300),
-        postgres_port=free_port(),
-        durable=False,
-        retention=timedelta(days=1),
+    config = throwaway_server_config(
+        tmp_path_factory.mktemp("temporal-server"), retention=timedelta(days=1)
     )
     try:
         server = TemporalServer(config)

@@ -13,10 +13,12 @@ import urllib.request
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from muster_dev.process import ManagedProcess, free_port
+from muster_dev.temporal_server import ServerPorts, TemporalServerConfig
 from muster_runtime.polling import PollTimeout, async_wait_until, wait_until
 
 __all__ = [
@@ -82,6 +84,19 @@ def copy_from_checkout(dest: Path, entries: tuple[str, ...]) -> Path:
             (dest / entry).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / entry)
     return dest
+
+
+def throwaway_server_config(state: Path, **extra: Any) -> TemporalServerConfig:
+    """A local real Temporal server on a throw-away PostgreSQL, on free ports. Membership
+    ports must stay below 32768 (the ephemeral range starts above): a free block there holds
+    upstream's layout, 300 ports below the frontend to 6 above."""
+    return TemporalServerConfig(
+        state_dir=state,
+        ports=ServerPorts.block(free_port_block(307) + 300),
+        postgres_port=free_port(),
+        durable=False,
+        **extra,
+    )
 
 
 def unique(prefix: str) -> str:

@@ -24,16 +24,20 @@ from muster_api.fulfillment import WORKFLOW, FulfillmentInput, OrderResult, Orde
 from muster_dev.process import ManagedProcess
 from muster_dev.temporal_server import (
     JwtAuth,
-    ServerPorts,
     ServerTLS,
     TemporalServer,
-    TemporalServerConfig,
 )
 from muster_runtime.client import connect
 from muster_runtime.settings import TemporalSettings
 from tests.chart.support import CHART
 from tests.fulfillment_support import BackendsProcess, order, sku, start_backends
-from tests.helpers import free_port, free_port_block, http_get, start_service, wait_until
+from tests.helpers import (
+    free_port,
+    http_get,
+    start_service,
+    throwaway_server_config,
+    wait_until,
+)
 from tests.kube.support import Run
 from tests.tlsutil import ApiKeyIssuer, Issued, TestCA
 
@@ -65,16 +69,6 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendsProce
     running = start_backends(tmp_path_factory.mktemp("backends"))
     yield running
     running.process.stop()
-
-
-def server_config(state: Path, **extra: Any) -> TemporalServerConfig:
-    return TemporalServerConfig(
-        state_dir=state,
-        ports=ServerPorts.block(free_port_block(307) + 300),
-        postgres_port=free_port(),
-        durable=False,
-        **extra,
-    )
 
 
 def rendered_worker(helm: Run, *values: str) -> dict[str, Any]:
@@ -175,7 +169,7 @@ async def test_mtls_client_certificate_from_a_secret(
     helm: Run, pki: Pki, backends: BackendsProcess, tmp_path: Path
 ) -> None:
     server = TemporalServer(
-        server_config(
+        throwaway_server_config(
             tmp_path / "server",
             tls=ServerTLS(pki.server.cert, pki.server.key, client_ca=pki.ca.ca.cert),
         )
@@ -252,7 +246,7 @@ async def test_api_key_from_a_secret(
     jwks = JwksServer(issuer)
     threading.Thread(target=jwks.serve_forever, daemon=True).start()
     server = TemporalServer(
-        server_config(
+        throwaway_server_config(
             tmp_path / "server",
             tls=ServerTLS(pki.server.cert, pki.server.key),
             auth=JwtAuth(jwks.url),

@@ -14,26 +14,20 @@ from temporalio.api.workflowservice.v1 import CountWorkflowExecutionsRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from muster_dev.process import free_port
 from muster_dev.temporal_server import (
     DYNAMIC_CONFIG,
-    ServerPorts,
     TemporalServer,
-    TemporalServerConfig,
 )
 from muster_runtime.search_attributes import ensure_search_attributes
-from tests.helpers import free_port_block
+from tests.helpers import throwaway_server_config
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture(scope="module")
 def throttled_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalServer]:
-    config = TemporalServerConfig(
-        state_dir=tmp_path_factory.mktemp("throttled-server"),
-        ports=ServerPorts.block(free_port_block(307) + 300),
-        postgres_port=free_port(),
-        durable=False,
+    config = throwaway_server_config(
+        tmp_path_factory.mktemp("throttled-server"),
         retention=timedelta(days=1),
         register_search_attributes=False,
         dynamic_config={**DYNAMIC_CONFIG, "frontend.namespaceRPS.visibility": 1},
